@@ -1,0 +1,412 @@
+"""Typed run configuration: one dataclass tree, loaded from YAML, overridden by ``key=value`` strings.
+
+Why typed dataclasses: the original script threaded 148 argparse flags through every function; here a
+run is one value that can be validated before any data is read, hashed to group seeds of the same
+configuration, flattened to dotted keys for MLflow params and sweep spaces (``sliding.pow``,
+``method.beta``), and stored inside checkpoints so a resumed run knows exactly what it was.
+
+The class defaults are the paper's full-method N-Caltech101 run (spec §9.1: VGG-SNN, LIF, QGateGrad,
+T = 10, B = 120, β = 0.5 with regularization, TET, V channel, poly sliding, 300 epochs, cosine), not the
+original script's stale argparse defaults. Presets (``engine/presets/*.yaml``) hold the other published
+runs and the quick built-in-dataset run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import ConfigError
+
+__all__ = ["ConfigError", "RunConfig", "all_keys", "flatten", "parse_assignments", "unflatten"]
+
+
+@dataclass
+class ModelConfig:
+    name: str = "transfer_vgg_snn"
+    """Registry name (``engine.list_models()``)."""
+    width: float = 1.0
+    """Channel multiplier; 1.0 is the published network, smaller values make tests and smoke runs fast."""
+    neuron: str = "lif"
+    surrogate: str = "qgate"
+    tau: float = 2.0
+    v_th: float = 0.5
+
+
+@dataclass
+class DataConfig:
+    pair: str = "ncaltech101"
+    """Static/event dataset pair: ``nshapes`` (built in), ``ncaltech101``, ``cepdvs``, ``nomniglot``."""
+    root: str | None = None
+    """Dataset root. ``None`` is allowed only for ``nshapes``, which is generated under ``cache_root``."""
+    event_size: int = 48
+    """Side of the square event frame; static images are resized to it too (spec §11 item 15)."""
+    train_portion: float = 0.9
+    """Fraction of each class used for training (CEP-DVS publishes 0.5)."""
+    traindata_ratio: float = 1.0
+    """Fraction of the event train split kept; the test split never moves."""
+    rgbdata_ratio: float = 1.0
+    """Fraction of each class's static pool kept."""
+    dvs_da: bool = False
+    """The original ``--DVS-DA``: horizontal flip and rotation ±15° after the crop."""
+    crop_padding: int = 4
+    cache_root: str | None = None
+    """Frame-cache root; ``None`` means ``$SPIKESWEEP_CACHE`` or ``~/.cache/spikesweep``."""
+    num_workers: int = 0
+    pin_memory: bool = False
+    nshapes_classes: int = 10
+    nshapes_per_class: int = 40
+    nshapes_seed: int = 0
+    legacy_static_pool_off_by_one: bool = False
+    """Spec §11 item 5: each class's static pool holds one image beyond its training range."""
+    legacy_cepdvs_position_pairing: bool = False
+    """Spec §11 item 8: CEP-DVS static images indexed by train-list positions (pairs are not by class)."""
+    legacy_cepdvs_moving_test_split: bool = False
+    """Spec §11 item 11: the CEP-DVS test block starts right after the (shrunken) train block."""
+
+
+@dataclass
+class MethodConfig:
+    domain_loss: bool = True
+    """Add β·L_dom (the CKA knowledge-transfer loss) to the objective."""
+    beta: float = 0.5
+    regularization: bool = True
+    """Weight step t's alignment term by α_t = σ(c_t) and its event TET terms by 1 − α_t."""
+    fixed_coef: float | None = None
+    """The original ``--tsregular r``: a fixed weight r in (0, 1] instead of σ(c_t)."""
+    tet: bool = True
+    tet_lambda: float = 1e-3
+    tet_phi: float | None = None
+    """TET MSE target; ``None`` ties it to ``model.v_th`` as the original does."""
+    smoothing: float = 0.0
+    static_channel: str = "v"
+    """``v`` (HSV value), ``blue`` (the original "no HSV" arm) or ``gray``."""
+    legacy_nosliding_drops_domain: bool = False
+    """Spec §11 item 1: the ``step`` schedule (``--no-sliding-training``) silently drops the domain loss."""
+    legacy_tsregular_mse_sigmoid: bool = False
+    """Spec §11 item 2: with ``fixed_coef`` the event MSE term still uses 1 − σ(c_t)."""
+
+
+@dataclass
+class SlidingConfig:
+    schedule: str = "poly"
+    """``poly``, ``linear``, ``cosine``, ``step``, ``none`` or ``event_only``."""
+    pow: float = 3.0
+    end_frac: float = 1.0
+    """Fraction of training at which the replacement probability reaches 1 (old code: 0.5)."""
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 5e-3
+    """Base learning rate, before ``lr_scaling``."""
+    lr_scaling: str = "batch/1024"
+    """``batch/1024`` (effective lr = lr·B/1024, as the original) or ``none``."""
+    weight_decay: float = 0.01
+    """Applied to ≥2-D weights only; biases, norms and the α coefficients get none."""
+    eps: float = 1e-8
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.9
+    clip_grad: float | None = None
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "cosine"
+    """``cosine`` or ``step``, both with a linear warmup; epoch 0 trains at ``warmup_lr``."""
+    warmup_epochs: int = 5
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    decay_epochs: int = 30
+    decay_rate: float = 0.1
+
+
+@dataclass
+class RunConfig:
+    T: int = 10
+    """Time steps: event bins per recording, and repeats of the static image."""
+    epochs: int = 300
+    batch_size: int = 120
+    seed: int = 42
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    precision: str = "fp32"
+    """``fp32`` or ``bf16`` (autocast)."""
+    progress: bool = True
+    """Show a progress bar (turned off inside sweeps)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    sliding: SlidingConfig = field(default_factory=SlidingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    # ----------------------------------------------------------------------------------------------
+    # construction
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, source: str = "config") -> RunConfig:
+        """Build from a nested mapping; unknown keys and wrong types raise :class:`ConfigError`."""
+        return _build(cls, data or {}, prefix="", source=source)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+        return cls.from_dict(data, source=str(path))
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str], source: str = "--set") -> RunConfig:
+        """A copy with dotted-key overrides applied: ``{"method.beta": 0.0}`` or ``["method.beta=0"]``.
+
+        String values (from the command line) are parsed as YAML scalars, so ``true``, ``3``, ``1e-3``
+        and ``null`` get their natural types before the type check.
+        """
+        if isinstance(overrides, list):
+            overrides = parse_assignments(overrides, source)
+        nested = self.to_dict()
+        for key, value in overrides.items():
+            _set_dotted(nested, key, value, source)
+        return RunConfig.from_dict(nested, source=source)
+
+    # ----------------------------------------------------------------------------------------------
+    # views
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-key view (``{"model.name": ..., "method.beta": ...}``) for params and tables."""
+        return flatten(self.to_dict())
+
+    def config_hash(self, exclude: tuple[str, ...] = ("seed",)) -> str:
+        """Short hash of everything that changes results, minus ``exclude``.
+
+        Seeds of one configuration share a hash. Keys that do not change the numbers (device, paths,
+        worker counts, progress bars) are left out so the same configuration run on two clusters hashes
+        the same.
+        """
+        flat = {k: v for k, v in self.flat().items() if k not in NON_SEMANTIC_KEYS and k not in exclude}
+        blob = json.dumps(flat, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    # ----------------------------------------------------------------------------------------------
+    # validation
+    def validate(self) -> RunConfig:
+        """Check ranges and registry names; raise :class:`ConfigError` listing every problem found."""
+        problems = [*_range_problems(self), *_name_problems(self)]
+        if problems:
+            raise ConfigError("invalid run configuration:\n  - " + "\n  - ".join(problems))
+        return self
+
+    @property
+    def tet_phi(self) -> float:
+        """The TET MSE target φ, tied to the firing threshold unless set explicitly."""
+        return self.model.v_th if self.method.tet_phi is None else self.method.tet_phi
+
+
+NON_SEMANTIC_KEYS = frozenset(
+    {"device", "progress", "data.root", "data.cache_root", "data.num_workers", "data.pin_memory"}
+)
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        _set_dotted(nested, key, value, "flat config", check=False)
+    return nested
+
+
+def parse_assignments(items: list[str], source: str = "--set") -> dict[str, Any]:
+    """Parse ``["a.b=1", "c=true"]`` into ``{"a.b": 1, "c": True}`` with YAML scalar typing."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def all_keys() -> list[str]:
+    """Every valid dotted key of a run configuration."""
+    return sorted(RunConfig().flat())
+
+
+# --------------------------------------------------------------------------------------------------
+# internals
+
+
+def _set_dotted(nested: dict[str, Any], key: str, value: Any, source: str, check: bool = True) -> None:
+    parts = key.split(".")
+    node = nested
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None and not check:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(_unknown_key(".".join(parts[: i + 1]), source, all_keys()))
+        node = child
+    if check and parts[-1] not in node:
+        raise ConfigError(_unknown_key(key, source, all_keys()))
+    node[parts[-1]] = value
+
+
+def _unknown_key(key: str, source: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; valid keys: {', '.join(valid)}"
+    return f"{source}: unknown config key {key!r}{hint}"
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        valid = [f"{prefix}{name}" for name in fields]
+        raise ConfigError(_unknown_key(f"{prefix}{unknown[0]}", source, valid))
+    kwargs = {}
+    for name, value in data.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _build(kind, value or {}, f"{prefix}{name}.", source)
+        else:
+            kwargs[name] = _coerce(value, kind, f"{prefix}{name}", source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``kind``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key, source)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{source}: {key} = {value!r} must be {_type_name(kind)}")
+    if origin is list:
+        (item_kind,) = typing.get_args(kind)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: {key} = {value!r} must be a list")
+        return [_coerce(v, item_kind, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{source}: {key} = {value!r} must be {_type_name(kind)}")
+
+
+def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(k) for k in typing.get_args(kind))
+    return {type(None): "null", float: "a number", int: "an integer", bool: "true/false", str: "a string"}.get(
+        kind, str(kind)
+    )
+
+
+def _range_problems(c: RunConfig) -> list[str]:
+    checks: list[tuple[bool, str]] = [
+        (c.T >= 1, f"T = {c.T} must be ≥ 1"),
+        (c.epochs >= 1, f"epochs = {c.epochs} must be ≥ 1"),
+        (c.batch_size >= 1, f"batch_size = {c.batch_size} must be ≥ 1"),
+        (c.seed >= 0, f"seed = {c.seed} must be ≥ 0"),
+        (c.precision in ("fp32", "bf16"), f"precision = {c.precision!r} must be fp32 or bf16"),
+        (
+            c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"),
+            f"device = {c.device!r} must be auto, cpu, cuda or cuda:N",
+        ),
+        (c.model.width > 0, f"model.width = {c.model.width} must be > 0"),
+        (c.model.tau > 1.0, f"model.tau = {c.model.tau} must be > 1 (the leak is 1/tau)"),
+        (c.model.v_th > 0, f"model.v_th = {c.model.v_th} must be > 0"),
+        (c.data.event_size >= 8, f"data.event_size = {c.data.event_size} must be ≥ 8"),
+        (c.data.crop_padding >= 0, f"data.crop_padding = {c.data.crop_padding} must be ≥ 0"),
+        (c.data.num_workers >= 0, f"data.num_workers = {c.data.num_workers} must be ≥ 0"),
+        (c.data.nshapes_classes >= 2, f"data.nshapes_classes = {c.data.nshapes_classes} must be ≥ 2"),
+        (c.data.nshapes_per_class >= 2, f"data.nshapes_per_class = {c.data.nshapes_per_class} must be ≥ 2"),
+        (c.method.beta >= 0, f"method.beta = {c.method.beta} must be ≥ 0"),
+        (0 <= c.method.tet_lambda <= 1, f"method.tet_lambda = {c.method.tet_lambda} must be in [0, 1]"),
+        (0 <= c.method.smoothing < 1, f"method.smoothing = {c.method.smoothing} must be in [0, 1)"),
+        (c.sliding.pow > 0, f"sliding.pow = {c.sliding.pow} must be > 0"),
+        (0 < c.sliding.end_frac <= 1, f"sliding.end_frac = {c.sliding.end_frac} must be in (0, 1]"),
+        (c.optim.lr > 0, f"optim.lr = {c.optim.lr} must be > 0"),
+        (c.optim.weight_decay >= 0, f"optim.weight_decay = {c.optim.weight_decay} must be ≥ 0"),
+        (
+            c.optim.lr_scaling in ("batch/1024", "none"),
+            f"optim.lr_scaling = {c.optim.lr_scaling!r} must be batch/1024 or none",
+        ),
+        (len(c.optim.betas) == 2, f"optim.betas = {c.optim.betas} must have two values"),
+        (c.schedule.warmup_epochs >= 0, f"schedule.warmup_epochs = {c.schedule.warmup_epochs} must be ≥ 0"),
+        (c.schedule.warmup_lr > 0, f"schedule.warmup_lr = {c.schedule.warmup_lr} must be > 0"),
+        (c.schedule.min_lr >= 0, f"schedule.min_lr = {c.schedule.min_lr} must be ≥ 0"),
+        (c.schedule.decay_epochs >= 1, f"schedule.decay_epochs = {c.schedule.decay_epochs} must be ≥ 1"),
+        (0 < c.schedule.decay_rate <= 1, f"schedule.decay_rate = {c.schedule.decay_rate} must be in (0, 1]"),
+    ]
+    for key in ("train_portion", "traindata_ratio", "rgbdata_ratio"):
+        value = getattr(c.data, key)
+        checks.append((0 < value <= 1, f"data.{key} = {value} must be in (0, 1]"))
+    if c.method.fixed_coef is not None:
+        checks.append(
+            (0 < c.method.fixed_coef <= 1, f"method.fixed_coef = {c.method.fixed_coef} must be in (0, 1]")
+        )
+    if c.optim.clip_grad is not None:
+        checks.append((c.optim.clip_grad > 0, f"optim.clip_grad = {c.optim.clip_grad} must be > 0"))
+    if c.method.tet_phi is not None:
+        checks.append((math.isfinite(c.method.tet_phi), "method.tet_phi must be finite"))
+    return [message for ok, message in checks if not ok]
+
+
+def _name_problems(c: RunConfig) -> list[str]:
+    """Registry names; imported lazily so that reading a config does not build any model code."""
+    from engine import registries  # noqa: PLC0415 — keeps `import engine.config` light
+
+    problems = []
+    for key, value, registry in registries.config_name_checks(c):
+        if value not in registry:
+            from engine.registry import unknown_name_message  # noqa: PLC0415
+
+            problems.append(f"{key}: " + unknown_name_message(registry.kind, value, registry.names()))
+    return problems

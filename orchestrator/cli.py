@@ -1,0 +1,51 @@
+"""The ``spikesweep`` console command: a thin dispatcher over :mod:`orchestrator.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Subcommand modules, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "orchestrator.commands.train",
+    "orchestrator.commands.eval",
+    "orchestrator.commands.data",
+    "orchestrator.commands.sweep",
+    "orchestrator.commands.slurm",
+    "orchestrator.commands.report",
+    "orchestrator.commands.compare",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spikesweep",
+        description="Static→event knowledge transfer for spiking networks, and the sweeps that test it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from engine.errors import SpikesweepError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except SpikesweepError as exc:
+        print(f"spikesweep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
