@@ -1,0 +1,27 @@
+"""Training and evaluation of one run: the unit every sweep trial executes.
+
+``train(config, run_dir, callbacks=(), resume_from=None) -> RunResult`` is the entry point. It is
+resolved lazily so that ``import engine.training.optim`` (which config validation needs for the
+optimiser and schedule names) does not import models, data or pyarrow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Callback", "RunResult", "evaluate", "train"]
+
+_LAZY = {
+    "train": "engine.training.trainer",
+    "RunResult": "engine.training.trainer",
+    "Callback": "engine.training.callbacks",
+    "evaluate": "engine.training.evaluation",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'engine.training' has no attribute {name!r}")
