@@ -1,0 +1,91 @@
+"""Per-epoch records: the metric keys of the trainer contract and their Parquet schema.
+
+One row per epoch. The key order and types are fixed here once, because three readers depend on them:
+the orchestrator's ``epochs.parquet`` (one row per trial-epoch), MLflow metrics, and reports. The
+schema is explicit (not inferred from the first row) so an epoch whose value happens to be an integer
+or a NaN does not change a column's type.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "INT_KEYS",
+    "TIMING_KEYS",
+    "alpha_keys",
+    "epoch_schema",
+    "metric_keys",
+    "read_records",
+    "write_records",
+]
+
+# Integer-valued keys (stored as int64); every other key is float64.
+INT_KEYS: frozenset[str] = frozenset({"epoch", "best_epoch"})
+# Keys that measure the machine, not the run: they differ between two otherwise identical runs.
+TIMING_KEYS: frozenset[str] = frozenset({"epoch_time_s", "samples_per_s", "peak_mem_mb"})
+
+_HEAD = (
+    "epoch",
+    "train_loss",
+    "train_loss_static",
+    "train_loss_event",
+    "train_loss_domain",
+    "train_cka_distance",
+    "train_top1",
+    "test_loss",
+    "test_top1",
+    "test_top5",
+    "best_test_top1",
+    "best_epoch",
+    "sliding_p",
+    "lr",
+)
+_TAIL = ("epoch_time_s", "samples_per_s", "peak_mem_mb")
+
+
+def alpha_keys(T: int) -> list[str]:
+    """``alpha_0 … alpha_{T-1}``: σ(c_t) of the learnable per-step coefficients after the epoch."""
+    return [f"alpha_{t}" for t in range(T)]
+
+
+def metric_keys(T: int) -> list[str]:
+    """Every per-epoch metric key, in record order (contracts.md, "Trainer")."""
+    return [*_HEAD, *alpha_keys(T), *_TAIL]
+
+
+def epoch_schema(T: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(key, pa.int64() if key in INT_KEYS else pa.float64(), nullable=False)
+            for key in metric_keys(T)
+        ]
+    )
+
+
+def write_records(path: str | Path, rows: Sequence[dict[str, Any]], T: int) -> None:
+    """Write ``rows`` to ``path`` atomically (temporary file, then rename): readers never see half a file."""
+    path = Path(path)
+    schema = epoch_schema(T)
+    columns = {key: [_cast(row[key], key) for row in rows] for key in schema.names}
+    table = pa.table(columns, schema=schema)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a records file, as written."""
+    return pq.read_table(path).to_pylist()
+
+
+def _cast(value: Any, key: str) -> int | float:
+    if key in INT_KEYS:
+        return int(value)
+    return float(value)
