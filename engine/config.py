@@ -28,7 +28,15 @@ import yaml
 
 from engine.errors import ConfigError
 
-__all__ = ["ConfigError", "RunConfig", "all_keys", "flatten", "parse_assignments", "unflatten"]
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "all_keys",
+    "flatten",
+    "list_presets",
+    "parse_assignments",
+    "unflatten",
+]
 
 
 @dataclass
@@ -160,6 +168,20 @@ class RunConfig:
         return _build(cls, data or {}, prefix="", source=source)
 
     @classmethod
+    def from_preset(cls, name: str) -> RunConfig:
+        """A named preset from ``engine/presets/<name>.yaml`` (``quick``, ``ncaltech101``, ...).
+
+        Presets list only what differs from the class defaults, so a preset reads as the recipe of one
+        published run. An unknown name raises :class:`ConfigError` with the valid ones.
+        """
+        path = PRESET_DIR / f"{name}.yaml"
+        if not path.is_file():
+            from engine.registry import unknown_name_message  # noqa: PLC0415
+
+            raise ConfigError(unknown_name_message("preset", name, list_presets()))
+        return cls.from_yaml(path)
+
+    @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         if not path.is_file():
@@ -221,6 +243,14 @@ class RunConfig:
     def tet_phi(self) -> float:
         """The TET MSE target φ, tied to the firing threshold unless set explicitly."""
         return self.model.v_th if self.method.tet_phi is None else self.method.tet_phi
+
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped in ``engine/presets``."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
 NON_SEMANTIC_KEYS = frozenset(
@@ -343,12 +373,25 @@ def _coerce(value: Any, kind: Any, key: str, source: str) -> Any:
 def _type_name(kind: Any) -> str:
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(k) for k in typing.get_args(kind))
-    return {type(None): "null", float: "a number", int: "an integer", bool: "true/false", str: "a string"}.get(
-        kind, str(kind)
-    )
+    return {
+        type(None): "null",
+        float: "a number",
+        int: "an integer",
+        bool: "true/false",
+        str: "a string",
+    }.get(kind, str(kind))
 
 
 def _range_problems(c: RunConfig) -> list[str]:
+    # NaN or ±inf anywhere (``.nan`` / ``.inf`` in YAML, ``--set optim.lr=nan``) would otherwise pass a
+    # range check such as ``lr > 0`` (inf) or fail it with a confusing message (nan).
+    non_finite = [
+        f"{key} = {value} must be a finite number"
+        for key, value in c.flat().items()
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+    if non_finite:
+        return non_finite
     checks: list[tuple[bool, str]] = [
         (c.T >= 1, f"T = {c.T} must be ≥ 1"),
         (c.epochs >= 1, f"epochs = {c.epochs} must be ≥ 1"),
