@@ -1,0 +1,86 @@
+"""Batched event-frame augmentation that runs on whatever device the frames are on.
+
+The original applies torchvision transforms per sample inside DataLoader workers: ``RandomCrop(48,
+padding=4)`` (zero padding, one crop for all time steps and polarities of a sample) and, with
+``--DVS-DA``, ``RandomHorizontalFlip(0.5)`` and ``RandomRotation(15)`` (nearest, fill 0) after it.
+These functions do the same for a whole batch ``[B, ..., H, W]`` at once — each sample still gets its
+own crop offset, flip and angle — with a caller-supplied ``torch.Generator`` so that the trainer can
+run them on the GPU and replay them exactly on resume.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["FrameAugment", "random_crop", "random_hflip", "random_rotation"]
+
+
+def random_crop(frames: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero-pad by ``padding`` and crop back to the original size at a random offset per sample."""
+    if padding <= 0:
+        return frames
+    batch, height, width = frames.shape[0], frames.shape[-2], frames.shape[-1]
+    flat = frames.reshape(batch, -1, height, width)
+    padded = F.pad(flat, (padding, padding, padding, padding))
+    device = frames.device
+    top = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
+    left = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
+    rows = top[:, None] + torch.arange(height, device=device)
+    cols = left[:, None] + torch.arange(width, device=device)
+    channels = flat.shape[1]
+    by_rows = padded.gather(2, rows[:, None, :, None].expand(batch, channels, height, padded.shape[-1]))
+    out = by_rows.gather(3, cols[:, None, None, :].expand(batch, channels, height, width))
+    return out.reshape(frames.shape)
+
+
+def random_hflip(
+    frames: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Mirror each sample left-right with probability ``p``."""
+    batch = frames.shape[0]
+    flip = torch.rand(batch, generator=generator, device=frames.device) < p
+    return torch.where(flip.view(batch, *([1] * (frames.dim() - 1))), frames.flip(-1), frames)
+
+
+def random_rotation(
+    frames: torch.Tensor, degrees: float = 15.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Rotate each sample about its centre by an angle uniform in ±``degrees``; nearest, fill 0."""
+    batch, height, width = frames.shape[0], frames.shape[-2], frames.shape[-1]
+    flat = frames.reshape(batch, -1, height, width)
+    angle = (torch.rand(batch, generator=generator, device=frames.device) * 2 - 1) * math.radians(degrees)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zero = torch.zeros_like(cos)
+    # Normalised coordinates are anisotropic for non-square frames; scale to keep the rotation rigid.
+    aspect = width / height
+    theta = torch.stack(
+        [torch.stack([cos, -sin / aspect, zero], 1), torch.stack([sin * aspect, cos, zero], 1)], 1
+    ).to(flat.dtype)
+    grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
+    out = F.grid_sample(flat, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return out.reshape(frames.shape)
+
+
+@dataclass(frozen=True)
+class FrameAugment:
+    """Training augmentation of event frames ``[B, T, 2, S, S]`` (spec §7.1/§7.2).
+
+    Args:
+        padding: random-crop padding (4 in every published run); 0 disables the crop.
+        dvs_da: add the original ``--DVS-DA`` flip and ±15° rotation after the crop.
+    """
+
+    padding: int = 4
+    dvs_da: bool = False
+    rotation_degrees: float = 15.0
+
+    def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        out = random_crop(frames, self.padding, generator)
+        if self.dvs_da:
+            out = random_hflip(out, 0.5, generator)
+            out = random_rotation(out, self.rotation_degrees, generator)
+        return out
