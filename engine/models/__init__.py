@@ -1,0 +1,22 @@
+"""Spiking models by name: ``create_model(name, num_classes=K, T=T, width=1.0, ...)``.
+
+Registered: ``transfer_vgg_snn``, ``transfer_resnet18``, ``transfer_resnet34``, ``transfer_scnn`` (the
+static→event transfer models) and the event-only baselines ``vgg_snn``, ``resnet18``, ``scnn``.
+"""
+
+from engine.models import resnet, scnn, vgg  # noqa: F401 — importing registers the models
+from engine.models.base import EventModel, NeuronSpec, SpikingModel, TransferModel, TransferOutput
+from engine.models.factory import MODELS, create_model, list_models
+from engine.models.layers import set_step_mode
+
+__all__ = [
+    "MODELS",
+    "EventModel",
+    "NeuronSpec",
+    "SpikingModel",
+    "TransferModel",
+    "TransferOutput",
+    "create_model",
+    "list_models",
+    "set_step_mode",
+]

@@ -1,0 +1,205 @@
+"""Spiking neurons with declared state and two step modes.
+
+State. A neuron's only state is its membrane potential ``mem`` (plus ``mem_seq`` when it records the
+potential of every step). It is declared with :meth:`BaseNeuron.register_memory` together with its
+initial value, and :meth:`BaseNeuron.reset` restores every declared memory, so resetting never depends
+on scanning modules for ad-hoc attributes. ``mem`` starts as the Python float ``0.0`` (the original's
+``v_reset``) and becomes a tensor of the input's shape at the first step.
+
+Dynamics of one step, with ``x`` the input current (spec §1.1)::
+
+    m ← charge(m, x)              LIF: m + (x − m)/τ    IF: m + x    PLIF: m + (x − m)·σ(w)
+    s = H(m − V_th)               strict '>' forward, surrogate derivative backward
+    m ← m · (1 − s.detach())      hard reset to 0; no gradient through the reset
+
+``mem`` keeps the post-reset value; the VGG and SCNN models use it as their transfer feature.
+
+Step modes (SpikingJelly's convention):
+
+* ``"s"`` (single step, the default for a stand-alone neuron): ``forward(x[B, ...])`` advances one step.
+* ``"m"`` (multi step): ``forward(x_seq[T, B, ...])`` runs the T steps in a loop over the elementwise
+  state only and returns the spikes ``[T, B, ...]``; with ``record_mem`` the post-reset potential of
+  every step is kept in ``mem_seq [T, B, ...]``. The models switch all their layers to ``"m"`` so that
+  convolutions and BatchNorm run once over all steps (``engine.models.layers``).
+
+The threshold and the surrogate's α are plain numbers, not parameters (the original stores them as
+frozen parameters; they are never trained in the paper).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from engine.registry import Registry
+from engine.surrogates import Surrogate, create_surrogate
+
+__all__ = ["NEURONS", "BaseNeuron", "IFNode", "LIFNode", "PLIFNode", "create_neuron", "reset_neurons"]
+
+NEURONS: Registry[type[BaseNeuron]] = Registry("neuron")
+
+STEP_MODES = ("s", "m")
+
+
+class BaseNeuron(nn.Module):
+    """Integrate, fire, hard-reset. Subclasses define :meth:`charge`.
+
+    Args:
+        v_th: firing threshold V_th.
+        surrogate: surrogate name (``engine.surrogates.SURROGATES``) or a built :class:`Surrogate`.
+        alpha: the surrogate's α (ignored when ``surrogate`` is already built).
+        step_mode: ``"s"`` or ``"m"`` (module docstring).
+        record_mem: in multi-step mode, keep every step's post-reset potential in ``mem_seq``.
+    """
+
+    uses_tau = False
+
+    def __init__(
+        self,
+        v_th: float = 0.5,
+        surrogate: str | Surrogate = "qgate",
+        alpha: float = 2.0,
+        step_mode: str = "s",
+        record_mem: bool = False,
+    ) -> None:
+        super().__init__()
+        self.v_th = float(v_th)
+        self.surrogate = create_surrogate(surrogate, alpha) if isinstance(surrogate, str) else surrogate
+        self.step_mode = step_mode
+        self.record_mem = record_mem
+        self._memories: dict[str, Any] = {}
+        self.register_memory("mem", 0.0)
+        self.register_memory("mem_seq", None)
+
+    # ----------------------------------------------------------------------------------------------
+    # state
+    def register_memory(self, name: str, initial: Any) -> None:
+        """Declare a state variable and the value :meth:`reset` restores it to."""
+        self._memories[name] = initial
+        setattr(self, name, initial)
+
+    def reset(self) -> None:
+        """Forget the state of the previous input (call between unrelated inputs)."""
+        for name, initial in self._memories.items():
+            setattr(self, name, initial)
+
+    @property
+    def step_mode(self) -> str:
+        return self._step_mode
+
+    @step_mode.setter
+    def step_mode(self, mode: str) -> None:
+        if mode not in STEP_MODES:
+            raise ValueError(f"step_mode must be one of {STEP_MODES}, got {mode!r}")
+        self._step_mode = mode
+
+    # ----------------------------------------------------------------------------------------------
+    # dynamics
+    def charge(self, mem: Tensor | float, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _step(self, mem: Tensor | float, x: Tensor) -> tuple[Tensor, Tensor]:
+        mem = self.charge(mem, x)
+        spike = self.surrogate(mem - self.v_th)
+        return spike, mem * (1.0 - spike.detach())
+
+    def single_step_forward(self, x: Tensor) -> Tensor:
+        spike, self.mem = self._step(self.mem, x)
+        return spike
+
+    def multi_step_forward(self, x_seq: Tensor) -> Tensor:
+        mem = self.mem
+        spikes, mems = [], []
+        for x in x_seq.unbind(0):
+            spike, mem = self._step(mem, x)
+            spikes.append(spike)
+            if self.record_mem:
+                mems.append(mem)
+        self.mem = mem
+        if self.record_mem:
+            self.mem_seq = torch.stack(mems)
+        return torch.stack(spikes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._step_mode == "m":
+            return self.multi_step_forward(x)
+        return self.single_step_forward(x)
+
+    def extra_repr(self) -> str:
+        return f"v_th={self.v_th}, step_mode={self._step_mode!r}"
+
+
+@NEURONS.register("lif")
+class LIFNode(BaseNeuron):
+    """Leaky integrate-and-fire: ``m ← m + (x − m)/τ`` (τ = 2 halves the potential every step)."""
+
+    uses_tau = True
+
+    def __init__(self, tau: float = 2.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not tau > 1.0:
+            raise ValueError(f"LIF tau must be > 1 (the leak is 1/tau), got {tau}")
+        self.tau = float(tau)
+
+    def charge(self, mem: Tensor | float, x: Tensor) -> Tensor:
+        return mem + (x - mem) / self.tau
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, " + super().extra_repr()
+
+
+@NEURONS.register("if")
+class IFNode(BaseNeuron):
+    """Integrate-and-fire without leak: ``m ← m + x``."""
+
+    def charge(self, mem: Tensor | float, x: Tensor) -> Tensor:
+        return mem + x
+
+
+@NEURONS.register("plif")
+class PLIFNode(BaseNeuron):
+    """Parametric LIF: ``m ← m + (x − m)·σ(w)`` with a learnable ``w`` initialised to ``−log(τ − 1)``.
+
+    At initialisation σ(w) = 1/τ, so a fresh PLIF behaves exactly like a LIF with the same τ.
+    """
+
+    uses_tau = True
+
+    def __init__(self, tau: float = 2.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not tau > 1.0:
+            raise ValueError(f"PLIF tau must be > 1 (w is initialised to -log(tau - 1)), got {tau}")
+        self.w = nn.Parameter(torch.tensor(-math.log(tau - 1.0)))
+
+    def charge(self, mem: Tensor | float, x: Tensor) -> Tensor:
+        return mem + (x - mem) * torch.sigmoid(self.w)
+
+
+def create_neuron(
+    name: str,
+    *,
+    tau: float = 2.0,
+    v_th: float = 0.5,
+    surrogate: str = "qgate",
+    alpha: float = 2.0,
+    step_mode: str = "s",
+    record_mem: bool = False,
+) -> BaseNeuron:
+    """Build the neuron called ``name``; ``tau`` is dropped for neurons without a leak (IF)."""
+    cls = NEURONS.get(name)
+    kwargs: dict[str, Any] = dict(
+        v_th=v_th, surrogate=surrogate, alpha=alpha, step_mode=step_mode, record_mem=record_mem
+    )
+    if cls.uses_tau:
+        kwargs["tau"] = tau
+    return cls(**kwargs)
+
+
+def reset_neurons(module: nn.Module) -> None:
+    """Reset the state of every neuron inside ``module`` (the module itself included)."""
+    for sub in module.modules():
+        if isinstance(sub, BaseNeuron):
+            sub.reset()
