@@ -58,6 +58,8 @@ class Catalog:
         frame_geometry: ``events → (x, y, (width, height))`` — the per-pair sensor-size policy.
         description: human-readable source, for messages.
         warnings: non-fatal mismatches found while pairing (reported, never silently dropped).
+        frame_crop: optional crop of the binned frames (after binning, as the original).
+        extra_key: anything else that changes the frames, for the cache key.
     """
 
     class_names: list[str]
@@ -70,6 +72,8 @@ class Catalog:
     description: str
     balanced_sampling: bool
     warnings: list[str] = field(default_factory=list)
+    frame_crop: tuple[int, int, int, int] | None = None
+    """``(y0, y1, x0, x1)`` applied to the binned frames before resizing (N-Omniglot's 250×250 crop)."""
     extra_key: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -109,6 +109,7 @@ def cached_frames(
         "T": T,
         "size": size,
         "files": _files_digest(records),
+        "crop": catalog.frame_crop,
         **catalog.extra_key,
     }
 
@@ -121,6 +122,9 @@ def cached_frames(
                 counts = events_to_frames(x, y, events["t"], events["p"], sensor, T)
             except ValueError as exc:
                 raise DatasetError(f"bad events in {record.path}: {exc}") from None
+            if catalog.frame_crop is not None:
+                y0, y1, x0, x1 = catalog.frame_crop
+                counts = counts[..., y0:y1, x0:x1]
             out[i] = resize_frames(counts, size).numpy()
 
     cache.get_array(f"{pair}-{split}-T{T}-S{size}", key, shape, np.float32, fill)
