@@ -1,0 +1,164 @@
+"""``spikesweep report``: confidence intervals and paired tests over the seeds of a sweep."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+NAME = "report"
+HELP = "Summarise a sweep over seeds: CIs per configuration, paired tests vs a baseline, plots, MLflow runs."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "sweep",
+        nargs="?",
+        type=Path,
+        help="sweep directory (<storage>/<name>/ with trials.parquet); omit to read --experiment from MLflow",
+    )
+    add_source_arguments(parser)
+    parser.add_argument(
+        "--baseline",
+        nargs="+",
+        action="extend",
+        metavar="KEY=VALUE",
+        help="config values that pick the baseline configuration, e.g. method.beta=0 (default: the space "
+        "file's report.baseline, if any)",
+    )
+    parser.add_argument(
+        "--baseline-name",
+        help='what to call the baseline in the ablation table, e.g. "full method" (default: the space '
+        "file's report.baseline_name, else baseline)",
+    )
+    add_metric_arguments(parser)
+    parser.add_argument(
+        "--out", type=Path, help="output directory (default: SWEEP/report, or ./report-EXPERIMENT)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument(
+        "--no-mlflow", action="store_true", help="do not write aggregate runs and report artifacts to MLflow"
+    )
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mlflow-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI; for a sweep directory, its mlflow.db)",
+    )
+    parser.add_argument("--experiment", help="read the sweep from this MLflow experiment (the sweep name)")
+
+
+def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metric", default="best_test_top1", help="metric to rank and compare by (default: best_test_top1)"
+    )
+    parser.add_argument(
+        "--mode", choices=("max", "min"), help="max or min is better (default: by metric name)"
+    )
+    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of intervals (0.95)")
+    parser.add_argument(
+        "--partial", action="store_true", help="report on finished trials even if some are still running"
+    )
+
+
+def load_source(sweep: Path | None, experiment: str | None, mlflow_uri: str | None):
+    """A sweep directory, or an MLflow experiment; exactly one of the two."""
+    from engine.errors import ConfigError
+    from orchestrator.report.load import load_mlflow, load_sweep_dir
+
+    if sweep is not None and experiment:
+        raise ConfigError("give either a sweep directory or --experiment, not both")
+    if sweep is not None:
+        return load_sweep_dir(sweep)
+    if not experiment:
+        raise ConfigError(
+            "give a sweep directory, or --experiment NAME (with --mlflow-uri) to read from MLflow"
+        )
+    if not mlflow_uri:
+        raise ConfigError(
+            "--experiment needs --mlflow-uri (or $MLFLOW_TRACKING_URI), e.g. sqlite:///sweeps/x/mlflow.db"
+        )
+    return load_mlflow(mlflow_uri, experiment)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.errors import ConfigError
+    from orchestrator.report.aggregate import build_report
+    from orchestrator.report.tables import comparison_table, metric_title, summary_table
+    from orchestrator.report.write import write_report
+
+    if not 0 < args.confidence < 1:
+        raise ConfigError(f"--confidence {args.confidence} must be between 0 and 1")
+    sweep = load_source(args.sweep, args.experiment, args.mlflow_uri)
+    baseline = args.baseline or _space_baseline(sweep.space)
+    baseline_name = args.baseline_name or _space_report(sweep.space).get("baseline_name") or "baseline"
+    report = build_report(
+        sweep,
+        metric=args.metric,
+        baseline=baseline,
+        mode=args.mode,
+        confidence=args.confidence,
+        allow_partial=args.partial,
+        baseline_name=str(baseline_name),
+    )
+    out_dir = args.out or (sweep.sweep_dir / "report" if sweep.sweep_dir else Path(f"report-{sweep.name}"))
+
+    study = None
+    if sweep.sweep_dir is not None and not args.no_plots:
+        from orchestrator.report.study import find_study
+
+        study = find_study(sweep.sweep_dir, sweep.name)
+    written = write_report(report, out_dir, plots=not args.no_plots, study=study)
+
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sweep.status_counts().items() if n)
+    print(
+        f"sweep {sweep.name}: {len(sweep.trials)} trials ({counts}), {len(report.summaries)} configurations"
+    )
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"\nranked by {metric_title(report.metric)} ({report.mode}):\n")
+    print(summary_table(report, with_hash=False).to_text())
+    if report.baseline is not None:
+        print(f"\npaired by seed against the baseline {report.baseline.label}:\n")
+        print(comparison_table(report, report.metric).to_text())
+    print(
+        f"\nwrote {len(written.files)} files to {out_dir}/ (report.md, summary.parquet, comparisons.parquet"
+        f"{', ' + str(len(written.plots)) + ' figures' if written.plots else ''})"
+    )
+
+    uri = args.mlflow_uri if (args.mlflow_uri and sweep.sweep_dir is not None) else sweep.tracking_uri
+    if args.no_mlflow:
+        return 0
+    if not uri:
+        print(
+            "MLflow: no tracking store for this sweep (no mlflow.db, no --mlflow-uri); aggregates not logged"
+        )
+        return 0
+    from orchestrator.report.mlflow_aggregates import log_aggregates
+
+    logged = log_aggregates(
+        report,
+        uri,
+        files=written.files,
+        experiment_id=sweep.experiment_id,
+        parent_run_id=sweep.parent_run_id,
+    )
+    print(
+        f"MLflow: {len(logged.run_ids)} aggregate runs under parent run {logged.parent_run_id} "
+        f"({logged.created} new, {logged.updated_metrics} metric values updated); report files in its "
+        "report/ artifacts"
+    )
+    return 0
+
+
+def _space_report(space: dict | None) -> dict:
+    section = (space or {}).get("report")
+    return section if isinstance(section, dict) else {}
+
+
+def _space_baseline(space: dict | None) -> dict | None:
+    """``report: {baseline: {KEY: VALUE}}`` in the sweep's space file names its default baseline."""
+    baseline = _space_report(space).get("baseline")
+    return dict(baseline) if isinstance(baseline, dict) and baseline else None

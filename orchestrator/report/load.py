@@ -1,0 +1,440 @@
+"""Read a finished sweep into one in-memory form, from its Parquet files or from its MLflow records.
+
+Both readers produce the same :class:`SweepData` so that everything downstream (statistics, tables,
+plots, MLflow aggregates) is written once, and a test can check that the two sources agree.
+
+Why both: the Parquet files are the orchestrator's own exact record and carry the full learning curves;
+MLflow is what a user may have when the sweep ran elsewhere (an ``mlflow server`` shared by a lab) and
+only the tracking store is reachable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.config import NON_SEMANTIC_KEYS, RunConfig, all_keys, unflatten
+from engine.errors import SpikesweepError
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "CONFIG_PREFIX",
+    "CURVE_KEYS",
+    "STATUSES",
+    "TRIAL_METRICS",
+    "Curves",
+    "ReportInputError",
+    "SweepData",
+    "Trial",
+    "load_mlflow",
+    "load_sweep_dir",
+]
+
+CONFIG_PREFIX = "config."
+STATUSES = ("COMPLETE", "PRUNED", "FAILED", "RUNNING", "PENDING")
+ACTIVE_STATUSES = frozenset({"RUNNING", "PENDING"})
+TRIAL_METRICS = ("best_test_top1", "last_test_top1", "best_epoch", "epochs_run", "wall_time_s")
+"""Per-trial numbers every source provides; ``--metric`` chooses among the numeric trial columns."""
+CURVE_KEYS = ("test_top1", "train_loss", "sliding_p", "lr")
+"""Per-epoch keys the plots draw (``alpha_<t>`` columns are added when present)."""
+
+_TRIAL_ROLE = "trial"
+_SWEEP_ROLE = "sweep"
+
+
+class ReportInputError(SpikesweepError):
+    """The sweep to report on is missing, empty, unfinished or cannot be matched to the request."""
+
+
+@dataclass
+class Trial:
+    """One trial: a configuration (hash, flat config) run with one seed, and how it ended."""
+
+    trial_id: str
+    config_hash: str
+    seed: int
+    status: str
+    metrics: dict[str, float]
+    config: dict[str, Any]
+    mlflow_run_id: str | None = None
+
+
+class Curves:
+    """Per-epoch series of each trial: ``get(trial_id, key) -> (epochs, values)`` or ``None``.
+
+    From Parquet every series is in memory; from MLflow a series is fetched on first use (one
+    ``get_metric_history`` call per run and key, the only way MLflow returns a curve).
+    """
+
+    def __init__(self, series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] | None = None):
+        self._series = series or {}
+        self._fetch = None
+        self._available_keys: set[str] = {k for per in self._series.values() for k in per}
+
+    @classmethod
+    def lazy(cls, fetch, available_keys: Iterable[str]) -> Curves:
+        curves = cls()
+        curves._fetch = fetch
+        curves._available_keys = set(available_keys)
+        return curves
+
+    def metric_keys(self) -> list[str]:
+        return sorted(self._available_keys)
+
+    def get(self, trial_id: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        per = self._series.setdefault(trial_id, {})
+        if key not in per and self._fetch is not None and key in self._available_keys:
+            fetched = self._fetch(trial_id, key)
+            if fetched is not None:
+                per[key] = fetched
+        return per.get(key)
+
+
+@dataclass
+class SweepData:
+    """Everything a report needs about one sweep, whichever store it came from."""
+
+    name: str
+    source: str
+    """Human-readable origin: the sweep directory or ``<tracking uri> / <experiment>``."""
+    trials: list[Trial]
+    varied: list[str] = field(default_factory=list)
+    """Config keys the search space declares as varied (may be empty; labels fall back to differences)."""
+    curves: Curves = field(default_factory=Curves)
+    sweep_dir: Path | None = None
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    space: dict[str, Any] | None = None
+    """The space file the sweep ran (``space.yaml`` in the sweep directory), when available."""
+
+    def status_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for trial in self.trials:
+            counts[trial.status] = counts.get(trial.status, 0) + 1
+        return counts
+
+    def metric_names(self) -> list[str]:
+        """Numeric per-trial metrics present in at least one trial."""
+        names = {k for t in self.trials for k, v in t.metrics.items() if _is_number(v)}
+        return [k for k in TRIAL_METRICS if k in names] + sorted(names - set(TRIAL_METRICS))
+
+
+# --------------------------------------------------------------------------------------------------
+# Parquet
+
+
+def load_sweep_dir(path: str | Path) -> SweepData:
+    """Read ``trials.parquet`` (and ``epochs.parquet``, ``space.yaml`` when present) of a sweep directory."""
+    import pyarrow.parquet as pq
+
+    sweep_dir = Path(path)
+    if not sweep_dir.is_dir():
+        raise ReportInputError(f"sweep directory {str(sweep_dir)!r} does not exist")
+    trials_file = sweep_dir / "trials.parquet"
+    if not trials_file.is_file():
+        present = sorted(p.name for p in sweep_dir.iterdir())[:20]
+        raise ReportInputError(
+            f"{sweep_dir} holds no trials.parquet, so it is not a sweep directory (or no trial has "
+            f"finished yet); it contains: {', '.join(present) or 'nothing'}. Sweep directories are "
+            "<storage>/<name>/ as written by `spikesweep sweep`."
+        )
+    table = pq.read_table(trials_file)
+    rows = table.to_pylist()
+    missing = [c for c in ("trial_id", "config_hash", "seed", "status") if c not in table.column_names]
+    if missing:
+        raise ReportInputError(f"{trials_file}: missing columns {missing}; it has {table.column_names}")
+
+    varied: list[str] = []
+    trials = []
+    for row in rows:
+        config = {k[len(CONFIG_PREFIX) :]: v for k, v in row.items() if k.startswith(CONFIG_PREFIX)}
+        metrics = {k: _float(v) for k, v in row.items() if k in TRIAL_METRICS or _extra_metric(k, v)}
+        trials.append(
+            Trial(
+                trial_id=str(row["trial_id"]),
+                config_hash=str(row["config_hash"]),
+                seed=int(row["seed"]),
+                status=str(row["status"]).upper(),
+                metrics=metrics,
+                config=config,
+                mlflow_run_id=row.get("mlflow_run_id") or None,
+            )
+        )
+        for key in row.get("varied") or []:
+            if key not in varied:
+                varied.append(key)
+
+    curves = Curves()
+    epochs_file = sweep_dir / "epochs.parquet"
+    if epochs_file.is_file():
+        curves = _curves_from_table(pq.read_table(epochs_file))
+
+    space = _read_space(sweep_dir / "space.yaml")
+    # The directory is named after the sweep (``--name`` may override the space file's own name), and
+    # the MLflow experiment carries the same name.
+    name = sweep_dir.resolve().name
+    mlflow_db = sweep_dir / "mlflow.db"
+    return SweepData(
+        name=name,
+        source=str(sweep_dir),
+        trials=trials,
+        varied=varied,
+        curves=curves,
+        sweep_dir=sweep_dir,
+        tracking_uri=f"sqlite:///{mlflow_db.resolve()}" if mlflow_db.is_file() else None,
+        space=space,
+    )
+
+
+def _curves_from_table(table) -> Curves:
+    """Group ``epochs.parquet`` rows by trial into ``{trial_id: {key: (epochs, values)}}``."""
+    columns = table.column_names
+    if "trial_id" not in columns or "epoch" not in columns:
+        return Curves()
+    trial_ids = np.asarray(table.column("trial_id").to_pylist(), dtype=object)
+    epochs = np.asarray(table.column("epoch").to_numpy(zero_copy_only=False), dtype=np.float64)
+    keys = [c for c in columns if c in CURVE_KEYS or c.startswith("alpha_")]
+    values = {k: np.asarray(table.column(k).to_numpy(zero_copy_only=False), dtype=np.float64) for k in keys}
+    series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for trial_id in dict.fromkeys(trial_ids.tolist()):
+        rows = np.flatnonzero(trial_ids == trial_id)
+        rows = rows[np.argsort(epochs[rows], kind="stable")]
+        per = {}
+        for key, column in values.items():
+            y = column[rows]
+            keep = ~np.isnan(y)
+            if keep.any():
+                per[key] = (epochs[rows][keep].astype(np.int64), y[keep])
+        series[str(trial_id)] = per
+    return Curves(series)
+
+
+def _read_space(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# --------------------------------------------------------------------------------------------------
+# MLflow
+
+
+def load_mlflow(tracking_uri: str, experiment: str) -> SweepData:
+    """Read the trial runs of an MLflow experiment written by ``spikesweep sweep``.
+
+    ``experiment`` is the experiment's name (the sweep name) or its id. Trials are the runs tagged
+    ``spikesweep.role=trial``; their config comes back from the params (strings in MLflow, retyped
+    through :class:`RunConfig`), their status from the ``spikesweep.status`` tag, and their summary
+    numbers from the last logged value of the per-epoch metrics.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None and experiment.isdigit():
+        try:
+            exp = client.get_experiment(experiment)
+        except Exception:  # noqa: BLE001 — MLflow raises its own error type for a missing id
+            exp = None
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ReportInputError(
+            f"MLflow at {tracking_uri} has no experiment {experiment!r}; experiments there: "
+            f"{', '.join(names) or 'none'}"
+        )
+
+    runs = _search_all(client, exp.experiment_id, f"tags.`spikesweep.role` = '{_TRIAL_ROLE}'")
+    parents = _search_all(client, exp.experiment_id, f"tags.`spikesweep.role` = '{_SWEEP_ROLE}'")
+    parent = max(parents, key=lambda r: r.info.start_time or 0) if parents else None
+    if parent is not None:
+        runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in (None, parent.info.run_id)]
+
+    valid_keys = set(all_keys())
+    trials = []
+    run_of_trial: dict[str, str] = {}
+    metric_keys: set[str] = set()
+    for run in runs:
+        tags = run.data.tags
+        metrics = run.data.metrics
+        metric_keys.update(metrics)
+        trial_id = tags.get("spikesweep.trial_id") or run.info.run_id
+        run_of_trial[trial_id] = run.info.run_id
+        config = _config_from_params({k: v for k, v in run.data.params.items() if k in valid_keys})
+        seed = tags.get("spikesweep.seed", config.get("seed"))
+        trials.append(
+            Trial(
+                trial_id=trial_id,
+                config_hash=tags.get("spikesweep.config_hash")
+                or RunConfig.from_dict(unflatten(config)).config_hash(),
+                seed=int(seed),
+                status=_mlflow_status(tags.get("spikesweep.status"), run.info.status),
+                metrics=_summary_metrics(metrics),
+                config=config,
+                mlflow_run_id=run.info.run_id,
+            )
+        )
+
+    def fetch(trial_id: str, key: str):
+        run_id = run_of_trial.get(trial_id)
+        if run_id is None:
+            return None
+        history = client.get_metric_history(run_id, key)
+        if not history:
+            return None
+        last: dict[int, float] = {}
+        for m in sorted(history, key=lambda m: (m.step, m.timestamp)):
+            last[int(m.step)] = float(m.value)
+        steps = np.array(sorted(last), dtype=np.int64)
+        return steps, np.array([last[s] for s in steps], dtype=np.float64)
+
+    curve_keys = [k for k in metric_keys if k in CURVE_KEYS or k.startswith("alpha_")]
+    varied = []
+    if parent is not None:
+        raw = parent.data.tags.get("spikesweep.varied") or parent.data.params.get("varied")
+        if raw:
+            varied = [k.strip() for k in raw.strip("[]").replace("'", "").split(",") if k.strip()]
+    return SweepData(
+        name=exp.name,
+        source=f"{tracking_uri} (experiment {exp.name!r})",
+        trials=trials,
+        varied=varied,
+        curves=Curves.lazy(fetch, curve_keys),
+        tracking_uri=tracking_uri,
+        experiment_id=exp.experiment_id,
+        parent_run_id=parent.info.run_id if parent is not None else None,
+    )
+
+
+def _search_all(client, experiment_id: str, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string, max_results=1000, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _config_from_params(params: dict[str, str]) -> dict[str, Any]:
+    """MLflow params are strings; parse each as a scalar and let :class:`RunConfig` restore its type.
+
+    A key whose value does not fit the current config schema (a sweep from an older version) keeps its
+    parsed value rather than failing the whole report.
+    """
+    flat = {key: _parse_param(raw) for key, raw in params.items()}
+    base = RunConfig()
+    try:
+        typed = base.with_overrides(flat, source="MLflow params").flat()
+        return {k: typed[k] for k in flat}
+    except SpikesweepError:
+        pass
+    out = {}
+    for key, value in flat.items():
+        try:
+            out[key] = base.with_overrides({key: value}, source="MLflow params").flat()[key]
+        except SpikesweepError:
+            out[key] = value
+    return out
+
+
+def _parse_param(raw: str) -> Any:
+    """``str(value)`` back to the value: YAML scalars, Python's ``None``/``True``, and ``1e-05``
+    (which YAML 1.1 reads as a string because it lacks a dot)."""
+    import yaml
+
+    if raw in ("None", ""):
+        return None
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str):
+        try:
+            return float(raw)
+        except ValueError:
+            return raw
+    return value
+
+
+def _summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Trial summary numbers from MLflow's last-logged values (``epoch`` counts from 0)."""
+    out: dict[str, float] = {}
+    if "best_test_top1" in metrics:
+        out["best_test_top1"] = float(metrics["best_test_top1"])
+    last = metrics.get("last_test_top1", metrics.get("test_top1"))
+    if last is not None:
+        out["last_test_top1"] = float(last)
+    if "best_epoch" in metrics:
+        out["best_epoch"] = float(metrics["best_epoch"])
+    if "epochs_run" in metrics:
+        out["epochs_run"] = float(metrics["epochs_run"])
+    elif "epoch" in metrics:
+        out["epochs_run"] = float(metrics["epoch"]) + 1
+    if "wall_time_s" in metrics:
+        out["wall_time_s"] = float(metrics["wall_time_s"])
+    return out
+
+
+def _mlflow_status(tag: str | None, run_status: str) -> str:
+    if tag:
+        return tag.upper()
+    return {"FINISHED": "COMPLETE", "FAILED": "FAILED", "KILLED": "FAILED"}.get(run_status, "RUNNING")
+
+
+_BOOKKEEPING_COLUMNS = frozenset(
+    {
+        "trial_id",
+        "config_hash",
+        "seed",
+        "status",
+        "pruned",
+        "stage",
+        "mlflow_run_id",
+        "git_commit",
+        "hostname",
+        "spikesweep_version",
+        "varied",
+    }
+)
+
+
+def _extra_metric(column: str, value: Any) -> bool:
+    """A numeric trials.parquet column beyond :data:`TRIAL_METRICS` (e.g. one the orchestrator adds)."""
+    return (
+        column not in _BOOKKEEPING_COLUMNS
+        and not column.startswith(CONFIG_PREFIX)
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+    )
+
+
+def _float(value: Any) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def semantic_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config keys that change results (what the config hash covers), minus the seed."""
+    return {k: v for k, v in config.items() if k not in NON_SEMANTIC_KEYS and k != "seed"}

@@ -1,0 +1,178 @@
+"""Seed aggregates back into MLflow: one run per configuration under the sweep's parent run.
+
+The MLflow UI compares runs, not groups of runs; an aggregate run per configuration (params = the
+configuration, metrics = mean, std, SEM, CI bounds and n over its seeds) puts the seed-aggregated result
+in the same run table as the individual trials. The aggregate also logs ``best_test_top1`` and
+``last_test_top1`` as the seed means, so they line up in the trials' own columns.
+
+Idempotent by construction: an aggregate is found again by its tags (role ``aggregate``, the config
+hash, the parent run) and updated in place; a metric is logged only when its value changed, so running
+``report`` twice on the same sweep writes nothing new, and never a second run. Report files go to the
+parent run's ``report/`` artifact folder, overwritten on each run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.report.aggregate import ConfigSummary, SweepReport
+from orchestrator.report.load import ReportInputError
+
+__all__ = ["AGGREGATE_ROLE", "AggregateResult", "aggregate_metrics", "log_aggregates"]
+
+AGGREGATE_ROLE = "aggregate"
+_ROLE_TAG = "spikesweep.role"
+_BATCH = 100  # MLflow accepts at most 100 params (and 1000 metrics) per log_batch call
+
+
+@dataclass
+class AggregateResult:
+    parent_run_id: str
+    run_ids: dict[str, str] = field(default_factory=dict)
+    """``{config_hash: aggregate run id}``."""
+    created: int = 0
+    updated_metrics: int = 0
+    artifacts: list[str] = field(default_factory=list)
+
+
+def aggregate_metrics(report: SweepReport, summary: ConfigSummary) -> dict[str, float]:
+    """The numbers one aggregate run carries (finite values only; MLflow shows NaN as an empty cell)."""
+    counts = summary.counts
+    values: dict[str, float] = {
+        "n_complete": counts["COMPLETE"],
+        "n_failed": counts["FAILED"],
+        "n_pruned": counts["PRUNED"],
+        "rank": summary.rank,
+        "median_best_epoch": summary.median_best_epoch,
+    }
+    for metric, est in summary.estimates.items():
+        values[metric] = est.mean
+        for part in ("n", "mean", "std", "sem", "ci_low", "ci_high"):
+            values[f"{metric}_{part}"] = getattr(est, part)
+    for comparison in report.comparisons:
+        if comparison.group is not summary.group:
+            continue
+        r = comparison.result
+        prefix = f"delta_{comparison.metric}"
+        values.update(
+            {
+                f"{prefix}_mean": r.mean_diff,
+                f"{prefix}_ci_low": r.ci_low,
+                f"{prefix}_ci_high": r.ci_high,
+                f"{prefix}_n_pairs": r.n,
+                f"{prefix}_p_ttest": r.p_ttest,
+                f"{prefix}_p_ttest_holm": comparison.p_ttest_holm,
+                f"{prefix}_p_wilcoxon": r.p_wilcoxon,
+                f"{prefix}_p_wilcoxon_holm": comparison.p_wilcoxon_holm,
+            }
+        )
+    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
+
+
+def log_aggregates(
+    report: SweepReport,
+    tracking_uri: str,
+    files: list[Path] = (),
+    experiment_id: str | None = None,
+    parent_run_id: str | None = None,
+) -> AggregateResult:
+    """Create or update one aggregate run per configuration and attach ``files`` to the parent run."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment_id = experiment_id or _experiment_id(client, report.sweep.name, tracking_uri)
+    parent_id = parent_run_id or _parent_run_id(client, experiment_id, report.sweep.name)
+    existing = {
+        run.data.tags.get("spikesweep.config_hash"): run
+        for run in client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`{_ROLE_TAG}` = '{AGGREGATE_ROLE}' and tags.`mlflow.parentRunId` = '{parent_id}'"
+            ),
+            max_results=5000,
+        )
+    }
+    result = AggregateResult(parent_run_id=parent_id)
+    baseline_hash = report.baseline.config_hash if report.baseline is not None else "none"
+    for summary in report.summaries:
+        group = summary.group
+        tags = {
+            _ROLE_TAG: AGGREGATE_ROLE,
+            "mlflow.parentRunId": parent_id,
+            "spikesweep.sweep": report.sweep.name,
+            "spikesweep.config_hash": group.config_hash,
+            "spikesweep.label": group.label,
+            "spikesweep.seeds": ",".join(map(str, summary.seeds)),
+            "spikesweep.baseline": baseline_hash,
+            "spikesweep.is_baseline": str(group.config_hash == baseline_hash).lower(),
+            "spikesweep.confidence": f"{report.confidence:g}",
+        }
+        run = existing.get(group.config_hash)
+        created = run is None
+        if created:
+            run = client.create_run(experiment_id, tags=tags, run_name=_run_name(group.label))
+            result.created += 1
+        run_id = run.info.run_id
+        result.run_ids[group.config_hash] = run_id
+        try:
+            old_params = {} if created else run.data.params
+            params = [Param(k, str(v)[:6000]) for k, v in group.config.items() if k not in old_params]
+            old_metrics = {} if created else run.data.metrics
+            now = int(time.time() * 1000)
+            metrics = [
+                Metric(k, v, now, 0)
+                for k, v in aggregate_metrics(report, summary).items()
+                if old_metrics.get(k) != v
+            ]
+            new_tags = [RunTag(k, v) for k, v in tags.items() if created or run.data.tags.get(k) != v]
+            for i in range(0, max(len(params), 1), _BATCH):
+                client.log_batch(
+                    run_id,
+                    metrics=metrics if i == 0 else [],
+                    params=params[i : i + _BATCH],
+                    tags=new_tags if i == 0 else [],
+                )
+            result.updated_metrics += len(metrics)
+        except Exception:
+            if created:
+                client.set_terminated(run_id, status="FAILED")
+            raise
+        if created or run.info.status != "FINISHED":
+            client.set_terminated(run_id, status="FINISHED")
+
+    for path in files:
+        client.log_artifact(parent_id, str(path), artifact_path="report")
+        result.artifacts.append(f"report/{Path(path).name}")
+    return result
+
+
+def _experiment_id(client, name: str, tracking_uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ReportInputError(
+            f"MLflow at {tracking_uri} has no experiment {name!r} to attach aggregates to; experiments: "
+            f"{', '.join(names) or 'none'}"
+        )
+    return exp.experiment_id
+
+
+def _parent_run_id(client, experiment_id: str, sweep_name: str) -> str:
+    parents = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{_ROLE_TAG}` = 'sweep'", max_results=50
+    )
+    if not parents:
+        raise ReportInputError(
+            f"experiment of sweep {sweep_name!r} has no parent run tagged {_ROLE_TAG}=sweep; aggregates need "
+            "one to nest under (pass --no-mlflow to skip writing to MLflow)"
+        )
+    return max(parents, key=lambda r: r.info.start_time or 0).info.run_id
+
+
+def _run_name(label: str) -> str:
+    name = f"aggregate: {label}"
+    return name if len(name) <= 250 else name[:247] + "..."

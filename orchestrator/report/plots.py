@@ -1,0 +1,217 @@
+"""PNG figures of a report: learning curves, ablation chart, α_t and sliding P over training.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas, never through pyplot's
+global state, so reports can be built from threads, tests and headless cluster nodes alike.
+
+Curves average the COMPLETE trials of a configuration epoch by epoch; the band is the 95 % t interval
+over seeds (absent where only one seed reached that epoch). Each plot shows at most ``max_configs``
+configurations, the best-ranked ones, so the legend stays legible.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from scipy import stats
+
+from orchestrator.report.aggregate import ConfigSummary, SweepReport
+from orchestrator.report.tables import metric_title
+
+__all__ = ["PlotResult", "mean_band", "plot_ablation", "plot_alpha", "plot_curve", "plot_report"]
+
+MAX_CONFIGS = 8
+
+
+class PlotResult(dict):
+    """``{plot name: Path}`` of the files written, plus ``notes`` on the plots that were skipped."""
+
+    def __init__(self):
+        super().__init__()
+        self.notes: list[str] = []
+
+
+def plot_report(report: SweepReport, out_dir: Path, max_configs: int = MAX_CONFIGS) -> PlotResult:
+    """Every plot the sweep's data allows; a skipped plot is explained in ``result.notes``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = PlotResult()
+    shown = [s for s in report.summaries if s.group.completed()][:max_configs]
+    if len(shown) < sum(1 for s in report.summaries if s.group.completed()):
+        result.notes.append(f"curve plots show the {len(shown)} best-ranked configurations only")
+
+    curves = {
+        "learning_curves": ("test_top1", "test top-1 (%)", "Learning curves: event test top-1"),
+        "sliding_p": ("sliding_p", "replacement probability P", "Sliding training: P over training"),
+    }
+    for name, (key, ylabel, title) in curves.items():
+        path = plot_curve(report, shown, key, out_dir / f"{name}.png", ylabel, title)
+        _record(result, name, path, f"no per-epoch `{key}` values in this sweep")
+    _record(result, "ablation", plot_ablation(report, out_dir / "ablation.png"), "no completed configuration")
+    _record(
+        result,
+        "alpha",
+        plot_alpha(report, shown, out_dir / "alpha.png"),
+        "no per-epoch α_t values (alpha_0 … alpha_{T-1}) in this sweep",
+    )
+    return result
+
+
+def _record(result: PlotResult, name: str, path: Path | None, why_missing: str) -> None:
+    if path is None:
+        result.notes.append(f"{name}.png not drawn: {why_missing}")
+    else:
+        result[name] = path
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+
+
+def mean_band(
+    series: list[tuple[np.ndarray, np.ndarray]], confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Align per-seed ``(epochs, values)`` series on epochs: ``(epochs, mean, low, high)``.
+
+    At each epoch only the seeds that reached it count; with one seed the band is NaN (not drawn).
+    """
+    epochs = np.unique(np.concatenate([e for e, _ in series]))
+    grid = np.full((len(series), epochs.size), np.nan)
+    for row, (e, v) in enumerate(series):
+        grid[row, np.searchsorted(epochs, e)] = v
+    n = np.sum(~np.isnan(grid), axis=0)
+    mean = np.nanmean(grid, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(np.nansum((grid - mean) ** 2, axis=0) / (n - 1))
+        half = stats.t.ppf((1 + confidence) / 2, np.maximum(n - 1, 1)) * std / np.sqrt(n)
+    half = np.where(n >= 2, half, np.nan)
+    return epochs, mean, mean - half, mean + half
+
+
+def _seed_series(
+    report: SweepReport, summary: ConfigSummary, key: str
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    series = []
+    for trial in summary.group.completed():
+        got = report.sweep.curves.get(trial.trial_id, key)
+        if got is not None and got[0].size:
+            series.append(got)
+    return series
+
+
+# --------------------------------------------------------------------------------------------------
+# figures
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def _colors(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def plot_curve(
+    report: SweepReport, shown: list[ConfigSummary], key: str, path: Path, ylabel: str, title: str
+) -> Path | None:
+    """One line per configuration: mean over seeds of ``key`` by epoch, with its CI band."""
+    data = [(s, _seed_series(report, s, key)) for s in shown]
+    data = [(s, series) for s, series in data if series]
+    if not data:
+        return None
+    fig = Figure(figsize=(8, 4.8))
+    ax = fig.add_subplot()
+    for (summary, series), color in zip(data, _colors(len(data)), strict=True):
+        epochs, mean, low, high = mean_band(series, report.confidence)
+        ax.plot(epochs, mean, color=color, label=f"{summary.group.label} (n={len(series)})")
+        if np.isfinite(low).any():
+            ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title} — mean over seeds, {report.confidence:.0%} CI band")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return _save(fig, path)
+
+
+def plot_ablation(report: SweepReport, path: Path) -> Path | None:
+    """Mean ± CI of the report metric per configuration; with a baseline, a second panel of paired Δ."""
+    summaries = [s for s in report.summaries if math.isfinite(s.estimates[report.metric].mean)]
+    if not summaries:
+        return None
+    comparisons = {c.group.config_hash: c for c in report.comparisons_for(report.metric)}
+    panels = 2 if report.baseline is not None else 1
+    height = max(2.8, 1.2 + 0.45 * len(summaries))
+    fig = Figure(figsize=(6 * panels + 3, height))
+    axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
+    y = np.arange(len(summaries))[::-1]
+    labels = []
+    for yi, s in zip(y, summaries, strict=True):
+        est = s.estimates[report.metric]
+        is_base = report.baseline is not None and s.group is report.baseline
+        err = None if est.n < 2 else [[est.mean - est.ci_low], [est.ci_high - est.mean]]
+        axes[0].errorbar(est.mean, yi, xerr=err, fmt="o", color="C3" if is_base else "C0", capsize=3)
+        labels.append(s.group.label + (" (baseline)" if is_base else "") + f"  n={est.n}")
+    axes[0].set_yticks(y, labels, fontsize="small")
+    axes[0].set_xlabel(f"{metric_title(report.metric)} (mean, {report.confidence:.0%} CI)")
+    axes[0].grid(axis="x", alpha=0.3)
+    if panels == 2:
+        ax = axes[1]
+        for yi, s in zip(y, summaries, strict=True):
+            c = comparisons.get(s.group.config_hash)
+            if c is None or not math.isfinite(c.result.mean_diff):
+                continue
+            r = c.result
+            err = (
+                None if not math.isfinite(r.ci_low) else [[r.mean_diff - r.ci_low], [r.ci_high - r.mean_diff]]
+            )
+            ax.errorbar(r.mean_diff, yi, xerr=err, fmt="s", color="C1", capsize=3)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(y, [""] * len(y))
+        ax.set_xlabel(f"paired Δ vs baseline ({report.confidence:.0%} CI)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"{report.sweep.name}: {metric_title(report.metric)} per configuration")
+    return _save(fig, path)
+
+
+def plot_alpha(report: SweepReport, shown: list[ConfigSummary], path: Path) -> Path | None:
+    """One panel per configuration with the learned coefficients α_t = σ(c_t), one line per step t."""
+    keys = sorted(
+        (k for k in report.sweep.curves.metric_keys() if k.startswith("alpha_")), key=lambda k: int(k[6:])
+    )
+    panels = []
+    for summary in shown:
+        lines = [(k, _seed_series(report, summary, k)) for k in keys]
+        lines = [(k, series) for k, series in lines if series]
+        if lines:
+            panels.append((summary, lines))
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(4.5 * cols, 3.4 * rows))
+    for i, (summary, lines) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        colors = _colors(len(lines))
+        for (key, series), color in zip(lines, colors, strict=True):
+            epochs, mean, _, _ = mean_band(series, report.confidence)
+            ax.plot(epochs, mean, color=color, label=f"t={key[6:]}")
+        ax.set_title(summary.group.label, fontsize="small")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("α_t (mean over seeds)")
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize="x-small", ncol=2)
+    fig.suptitle("Learned per-step coefficients α_t over training")
+    fig.tight_layout()
+    return _save(fig, path)

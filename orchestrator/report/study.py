@@ -1,0 +1,135 @@
+"""The Optuna study of an Optuna-searched sweep: where it is, and its two standard figures.
+
+The orchestrator keeps one study per sweep inside the sweep directory (an SQLite ``optuna.db`` or a
+journal file). The report draws the optimisation history (every trial's value, pruned ones marked, and
+the best so far) and the parameter importances (Optuna's fANOVA evaluator with a fixed seed, so the
+figure does not change between two report runs).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["find_study", "plot_importances", "plot_history", "plot_study"]
+
+_SQLITE_NAMES = ("optuna.db", "study.db")
+_JOURNAL_NAMES = ("optuna.journal", "optuna.log", "study.journal", "journal.log")
+
+
+def find_study(sweep_dir: Path, sweep_name: str | None = None):
+    """Load the sweep's study, or return ``None`` when the sweep was not searched with Optuna."""
+    import optuna
+
+    storage = _storage(sweep_dir)
+    if storage is None:
+        return None
+    summaries = optuna.get_all_study_summaries(storage=storage)
+    if not summaries:
+        return None
+    names = [s.study_name for s in summaries]
+    name = sweep_name if sweep_name in names else names[-1]
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _storage(sweep_dir: Path):
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    for name in _SQLITE_NAMES:
+        path = sweep_dir / name
+        if path.is_file():
+            return RDBStorage(f"sqlite:///{path.resolve()}", skip_compatibility_check=True)
+    for name in _JOURNAL_NAMES:
+        path = sweep_dir / name
+        if path.is_file():
+            return JournalStorage(JournalFileBackend(str(path)))
+    return None
+
+
+def plot_study(study, out_dir: Path) -> tuple[dict[str, Path], list[str]]:
+    """Draw ``optuna_history.png`` and ``optuna_importances.png``; say why either is missing."""
+    written: dict[str, Path] = {}
+    notes: list[str] = []
+    path = plot_history(study, out_dir / "optuna_history.png")
+    if path is None:
+        notes.append("optuna_history.png not drawn: the study has no finished trial with a value")
+    else:
+        written["optuna_history"] = path
+    path, why = plot_importances(study, out_dir / "optuna_importances.png")
+    if path is None:
+        notes.append(f"optuna_importances.png not drawn: {why}")
+    else:
+        written["optuna_importances"] = path
+    return written, notes
+
+
+def _values(study):
+    import optuna
+
+    complete, pruned = [], []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
+            complete.append((trial.number, trial.value))
+        elif trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
+            last_step = max(trial.intermediate_values)
+            pruned.append((trial.number, trial.intermediate_values[last_step]))
+    return complete, pruned
+
+
+def plot_history(study, path: Path) -> Path | None:
+    import optuna
+
+    complete, pruned = _values(study)
+    if not complete:
+        return None
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot()
+    numbers, values = np.array(complete).T
+    ax.scatter(numbers, values, color="C0", s=18, label="complete")
+    if pruned:
+        pn, pv = np.array(pruned).T
+        ax.scatter(pn, pv, color="0.6", marker="x", s=18, label="pruned (last reported value)")
+    running = np.maximum.accumulate(values) if maximize else np.minimum.accumulate(values)
+    ax.step(numbers, running, where="post", color="C3", label="best so far")
+    ax.set_xlabel("trial number")
+    ax.set_ylabel("objective")
+    ax.set_title(
+        f"Optuna optimisation history ({study.study_name}, {'maximize' if maximize else 'minimize'})"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def plot_importances(study, path: Path) -> tuple[Path | None, str]:
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return None, f"parameter importances need at least 2 complete trials, the study has {len(complete)}"
+    try:
+        importances = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    except (RuntimeError, ValueError) as exc:
+        return None, f"Optuna could not compute importances ({exc})"
+    importances = {k: v for k, v in importances.items() if math.isfinite(v)}
+    if not importances:
+        return None, "no searched parameter varies across the complete trials"
+    names = list(importances)[::-1]
+    fig = Figure(figsize=(7, 1.2 + 0.4 * len(names)))
+    ax = fig.add_subplot()
+    ax.barh(names, [importances[n] for n in names], color="C0")
+    ax.set_xlabel("importance (fANOVA, normalised)")
+    ax.set_title(f"Optuna parameter importances ({len(complete)} complete trials)")
+    ax.grid(axis="x", alpha=0.3)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path, ""

@@ -1,0 +1,75 @@
+"""Write every output of a report into one directory: Markdown, Parquet, LaTeX and PNG files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.report.aggregate import SweepReport
+from orchestrator.report.markdown import render_markdown
+from orchestrator.report.outputs import (
+    comparison_records,
+    comparisons_schema,
+    summary_records,
+    summary_schema,
+    write_parquet,
+)
+from orchestrator.report.plots import plot_report
+from orchestrator.report.tables import ablation_table, metric_title
+
+__all__ = ["WrittenReport", "write_report"]
+
+
+@dataclass
+class WrittenReport:
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+    plots: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """Why a figure is missing (no α_t columns, no Optuna study, ...)."""
+
+    def file(self, name: str) -> Path:
+        return self.out_dir / name
+
+
+def write_report(report: SweepReport, out_dir: Path, *, plots: bool = True, study=None) -> WrittenReport:
+    """Write ``summary.parquet``, ``comparisons.parquet``, the PNGs, ``ablation.tex`` and ``report.md``.
+
+    ``study`` is the sweep's Optuna study (``orchestrator.report.study.find_study``) when it has one.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = WrittenReport(out_dir)
+    written.files.append(
+        write_parquet(summary_records(report), summary_schema(report), out_dir / "summary.parquet")
+    )
+    written.files.append(
+        write_parquet(comparison_records(report), comparisons_schema(), out_dir / "comparisons.parquet")
+    )
+    if report.baseline is not None:
+        tex = out_dir / "ablation.tex"
+        caption = (
+            f"{report.sweep.name}: {metric_title(report.metric)}, mean ± {report.confidence:.0%} CI over "
+            f"seeds, and the paired difference Δ to the {report.baseline_name}."
+        )
+        tex.write_text(
+            ablation_table(report).to_latex(caption=caption, label=f"tab:{report.sweep.name}-ablation")
+        )
+        written.files.append(tex)
+
+    if plots:
+        drawn = plot_report(report, out_dir)
+        written.plots.update(drawn)
+        written.notes.extend(drawn.notes)
+        if study is not None:
+            from orchestrator.report.study import plot_study
+
+            study_plots, study_notes = plot_study(study, out_dir)
+            written.plots.update(study_plots)
+            written.notes.extend(study_notes)
+        written.files.extend(written.plots.values())
+
+    markdown = out_dir / "report.md"
+    markdown.write_text(render_markdown(report, {k: p.name for k, p in written.plots.items()}, written.notes))
+    written.files.append(markdown)
+    return written

@@ -1,0 +1,145 @@
+"""MLflow side of the report, on a real SQLite tracking store: reading a sweep from its runs gives the
+same summary as reading its Parquet files, and seed aggregates go back in idempotently."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from report_synthetic import two_config_sweep
+
+from orchestrator.commands import report as report_command
+from orchestrator.report import ReportInputError, build_report, load_mlflow, load_sweep_dir
+from orchestrator.report.mlflow_aggregates import aggregate_metrics, log_aggregates
+from orchestrator.report.outputs import comparison_records, summary_records
+from orchestrator.report.write import write_report
+
+SWEEP = "synthetic"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """The same synthetic sweep as Parquet files and as MLflow runs in the sweep's mlflow.db."""
+    root = tmp_path_factory.mktemp("mlflow")
+    sweep = two_config_sweep(SWEEP)
+    sweep_dir = sweep.write_dir(root)
+    uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    parent_id = sweep.write_mlflow(uri, root / "artifacts")
+    return sweep_dir, uri, parent_id
+
+
+def assert_same_records(a: list[dict], b: list[dict]) -> None:
+    """Equal record by record; floats to 1e-9, NaN equal to NaN."""
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.keys() == rb.keys()
+        for key in ra:
+            va, vb = ra[key], rb[key]
+            if isinstance(va, float) or isinstance(vb, float):
+                assert (math.isnan(va) and math.isnan(vb)) or va == pytest.approx(vb, abs=1e-9), key
+            elif key == "config_json":
+                assert json.loads(va) == json.loads(vb)
+            else:
+                assert va == vb, key
+
+
+def test_mlflow_and_parquet_give_the_same_summary(store):
+    sweep_dir, uri, parent_id = store
+    from_parquet = build_report(load_sweep_dir(sweep_dir), baseline=["method.beta=0"])
+    data = load_mlflow(uri, SWEEP)
+    assert data.parent_run_id == parent_id
+    from_mlflow = build_report(data, baseline=["method.beta=0"])
+    # Params come back typed, so even the full configs (config_json) agree key by key.
+    assert_same_records(summary_records(from_mlflow), summary_records(from_parquet))
+    assert_same_records(comparison_records(from_mlflow), comparison_records(from_parquet))
+
+
+def test_mlflow_curves_equal_the_epochs_parquet_curves(store):
+    sweep_dir, uri, _ = store
+    parquet, mlflow = load_sweep_dir(sweep_dir), load_mlflow(uri, SWEEP)
+    assert set(mlflow.curves.metric_keys()) == set(parquet.curves.metric_keys())
+    for trial in parquet.trials:
+        for key in ("test_top1", "sliding_p", "alpha_2"):
+            pe, pv = parquet.curves.get(trial.trial_id, key)
+            me, mv = mlflow.curves.get(trial.trial_id, key)
+            np.testing.assert_array_equal(pe, me)
+            np.testing.assert_allclose(pv, mv)
+
+
+def test_unknown_experiment_lists_the_experiments(store):
+    _, uri, _ = store
+    with pytest.raises(ReportInputError, match=rf"no experiment 'nope'; experiments there: .*{SWEEP}"):
+        load_mlflow(uri, "nope")
+
+
+def test_aggregates_nest_under_the_parent_and_are_idempotent(store, tmp_path):
+    sweep_dir, uri, parent_id = store
+    client = MlflowClient(tracking_uri=uri)
+    report = build_report(load_sweep_dir(sweep_dir), baseline=["method.beta=0"])
+    written = write_report(report, tmp_path / "out", plots=False)
+
+    first = log_aggregates(report, uri, files=written.files)
+    assert first.parent_run_id == parent_id and first.created == 2
+    exp_id = client.get_experiment_by_name(SWEEP).experiment_id
+    aggregates = client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")
+    assert len(aggregates) == 2
+    for run in aggregates:
+        assert run.data.tags["mlflow.parentRunId"] == parent_id
+        assert run.info.status == "FINISHED"
+        summary = report.summary_of(run.data.tags["spikesweep.config_hash"])
+        assert run.data.tags["spikesweep.label"] == summary.group.label
+        assert run.data.tags["spikesweep.seeds"] == "42,1024,90210"
+        assert run.data.params["method.beta"] == str(summary.group.config["method.beta"])
+        assert "seed" not in run.data.params
+        est = summary.estimates["best_test_top1"]
+        m = run.data.metrics
+        assert m["best_test_top1_mean"] == pytest.approx(est.mean)
+        assert m["best_test_top1_std"] == pytest.approx(est.std)
+        assert m["best_test_top1_ci_low"] == pytest.approx(est.ci_low)
+        assert m["best_test_top1_ci_high"] == pytest.approx(est.ci_high)
+        assert m["best_test_top1_n"] == 3 and m["n_complete"] == 3
+        assert m["best_test_top1"] == pytest.approx(est.mean)  # lines up with the trials' column
+        assert m == pytest.approx(aggregate_metrics(report, summary))
+    names = {a.path for a in client.list_artifacts(parent_id, "report")}
+    assert {"report/report.md", "report/summary.parquet", "report/comparisons.parquet"} <= names
+
+    # Re-running changes nothing: the same two runs, no metric value logged again.
+    again = log_aggregates(report, uri, files=written.files)
+    assert again.run_ids == first.run_ids and again.created == 0 and again.updated_metrics == 0
+    assert len(client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")) == 2
+
+    # A different confidence level updates the interval metrics in place.
+    wider = build_report(load_sweep_dir(sweep_dir), baseline=["method.beta=0"], confidence=0.99)
+    third = log_aggregates(wider, uri)
+    assert third.run_ids == first.run_ids and third.created == 0 and third.updated_metrics > 0
+    run = client.get_run(first.run_ids[wider.summaries[0].group.config_hash])
+    assert run.data.metrics["best_test_top1_ci_low"] == pytest.approx(
+        wider.summaries[0].estimates["best_test_top1"].ci_low
+    )
+    assert run.data.tags["spikesweep.confidence"] == "0.99"
+    log_aggregates(report, uri)  # back to 95 % for the other tests
+
+    # The reader still sees exactly the trials, not the aggregates; no run is left RUNNING.
+    assert len(load_mlflow(uri, SWEEP).trials) == len(two_config_sweep().trials)
+    assert all(r.info.status != "RUNNING" for r in client.search_runs([exp_id]))
+
+
+def test_report_command_from_mlflow_writes_files_and_aggregates(store, tmp_path, capsys):
+    _, uri, parent_id = store
+    parser = argparse.ArgumentParser()
+    report_command.add_arguments(parser)
+    out = tmp_path / "from-mlflow"
+    args = parser.parse_args(
+        ["--mlflow-uri", uri, "--experiment", SWEEP, "--baseline", "method.beta=0", "--out", str(out)]
+    )
+    assert report_command.run(args) == 0
+    printed = capsys.readouterr().out
+    assert f"aggregate runs under parent run {parent_id}" in printed
+    assert (out / "report.md").is_file() and (out / "learning_curves.png").is_file()
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.get_experiment_by_name(SWEEP).experiment_id
+    assert len(client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")) == 2
