@@ -146,7 +146,9 @@ def test_holm_hand_computed_example():
 def test_holm_caps_at_one_and_skips_nan():
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
     adjusted = holm([0.01, float("nan"), 0.04])
-    assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
+    assert (
+        adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
+    )
     assert holm([]).size == 0
     assert np.isnan(holm([float("nan")])).all()
 
