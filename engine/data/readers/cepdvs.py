@@ -83,7 +83,7 @@ def read_mat_events(path: Path) -> np.ndarray:
     """Events of one CEP-DVS ``.mat`` file (polarity −1 → 0), in file order."""
     try:
         mat = scipy.io.loadmat(str(path), verify_compressed_data_integrity=True)
-    except (OSError, ValueError, TypeError, NotImplementedError) as exc:
+    except Exception as exc:  # scipy raises many kinds (MatReadError, IndexError, ...) on damaged files
         raise DatasetError(f"corrupt or unreadable event file {path}: {exc}") from None
     missing = [k for k in ("x", "y", "ts", "p") if k not in mat]
     if missing:

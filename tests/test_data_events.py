@@ -1,0 +1,124 @@
+"""Event binning equals tonic's ToFrame exactly; the .bin writer round-trips through tonic's reader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tonic
+import torch
+from tonic.io import events_struct, read_mnist_file
+
+from engine.data.binfile import MAX_TIMESTAMP_US, read_bin_events, write_bin_events
+from engine.data.events import events_to_frames, resize_frames
+from engine.errors import DatasetError
+
+
+def _structured(x, y, t, p):
+    events = np.zeros(len(t), dtype=events_struct)
+    events["x"], events["y"], events["t"], events["p"] = x, y, t, p
+    return events
+
+
+CASES = [
+    # (n events, time span µs, T, polarity mode)
+    (500, 300_000, 10, "both"),
+    (97, 12_345, 6, "both"),
+    (300, 300_000, 7, "on_only"),  # one-polarity recording: tonic with P=2 keeps ON in channel 1
+    (300, 300_000, 12, "off_only"),
+    (50, 9, 10, "both"),  # span shorter than T: tonic's bin width is 0, all frames empty
+    (1000, 10, 3, "both"),  # many simultaneous timestamps at bin edges
+    (1, 0, 4, "both"),
+]
+
+
+@pytest.mark.parametrize(("n", "span", "T", "polarity"), CASES)
+def test_frames_equal_tonic_to_frame(n: int, span: int, T: int, polarity: str) -> None:
+    rng = np.random.default_rng(n + T)
+    width, height = 23, 17
+    x, y = rng.integers(0, width, n), rng.integers(0, height, n)
+    t = np.sort(rng.integers(0, span + 1, n))
+    p = {"both": rng.integers(0, 2, n), "on_only": np.ones(n, int), "off_only": np.zeros(n, int)}[polarity]
+    expected = tonic.transforms.ToFrame(sensor_size=(width, height, 2), n_time_bins=T)(
+        _structured(x, y, t, p)
+    )
+    ours = events_to_frames(x, y, t, p, (width, height), T)
+    assert ours.dtype == np.int16 and ours.shape == (T, 2, height, width)
+    np.testing.assert_array_equal(ours, expected)
+    if polarity == "on_only":
+        assert ours[:, 0].sum() == 0 and ours[:, 1].sum() > 0
+
+
+def test_edge_events_are_dropped_like_tonic() -> None:
+    # span 100 µs over T=4 → width 25: events at t0 + 100 (the last one) fall outside every bin.
+    t = np.array([0, 24, 25, 99, 100, 100])
+    frames = events_to_frames(np.zeros(6, int), np.zeros(6, int), t, np.ones(6, int), (1, 1), 4)
+    assert frames[:, 1, 0, 0].tolist() == [2, 1, 0, 1]
+
+
+def test_events_outside_the_sensor_are_an_error() -> None:
+    with pytest.raises(ValueError, match="outside the sensor"):
+        events_to_frames(np.array([5]), np.array([0]), np.array([0]), np.array([1]), (5, 5), 2)
+
+
+def test_resize_is_bilinear_align_corners() -> None:
+    frames = torch.arange(2 * 2 * 4 * 6, dtype=torch.float32).reshape(2, 2, 4, 6)
+    out = resize_frames(frames, 9)
+    assert out.shape == (2, 2, 9, 9)
+    # align_corners=True keeps the four corner values exactly
+    torch.testing.assert_close(out[..., 0, 0], frames[..., 0, 0])
+    torch.testing.assert_close(out[..., -1, -1], frames[..., -1, -1])
+    torch.testing.assert_close(out[..., 0, -1], frames[..., 0, -1])
+
+
+def test_bin_files_read_back_identically_by_tonic(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    n = 5000
+    x, y = rng.integers(0, 256, n), rng.integers(0, 240, n)
+    t = np.sort(rng.integers(0, MAX_TIMESTAMP_US, n))
+    t[-1] = MAX_TIMESTAMP_US - 1  # the largest timestamp the format holds without overflow markers
+    p = rng.integers(0, 2, n)
+    path = tmp_path / "image_0001.bin"
+    write_bin_events(path, x, y, t, p)
+    assert path.stat().st_size == 5 * n
+    events = read_mnist_file(str(path), dtype=events_struct)
+    np.testing.assert_array_equal(events["x"], x)
+    np.testing.assert_array_equal(events["y"], y)
+    np.testing.assert_array_equal(events["t"], t)
+    np.testing.assert_array_equal(events["p"], p.astype(bool))
+    ours = read_bin_events(path)
+    np.testing.assert_array_equal(ours["t"], t)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("t", MAX_TIMESTAMP_US, "2\\*\\*23"),
+        ("y", 240, "overflow"),
+        ("x", 256, "one byte"),
+        ("p", 2, "0 or 1"),
+    ],
+)
+def test_writer_refuses_what_the_format_cannot_hold(tmp_path, column: str, value: int, message: str) -> None:
+    columns = {"x": np.array([1, 2]), "y": np.array([1, 2]), "t": np.array([0, 10]), "p": np.array([0, 1])}
+    columns[column] = columns[column].copy()
+    columns[column][-1] = value
+    with pytest.raises(ValueError, match=message):
+        write_bin_events(tmp_path / "bad.bin", **columns)
+    assert not (tmp_path / "bad.bin").exists()
+
+
+def test_writer_refuses_unsorted_timestamps(tmp_path) -> None:
+    with pytest.raises(ValueError, match="not sorted"):
+        write_bin_events(tmp_path / "bad.bin", [0, 0], [0, 0], [10, 5], [0, 1])
+
+
+def test_truncated_bin_file_is_named(tmp_path) -> None:
+    path = tmp_path / "image_0007.bin"
+    write_bin_events(path, [1, 2, 3], [1, 2, 3], [0, 1, 2], [0, 1, 0])
+    path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(DatasetError, match="image_0007.bin.*13 bytes"):
+        read_bin_events(path)
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    with pytest.raises(DatasetError, match="empty.bin"):
+        read_bin_events(empty)
