@@ -29,6 +29,7 @@ class SyntheticTrial:
     status: str = "COMPLETE"
     epochs: int = 4
     T: int = 3
+    arm: str | None = None
 
     @property
     def config(self) -> RunConfig:
@@ -102,6 +103,8 @@ class SyntheticSweep:
                 "hostname": "test",
                 "spikesweep_version": "0.1.0",
             }
+            if any(x.arm for x in self.trials):
+                row["arm"] = t.arm
             row.update({f"config.{k}": v for k, v in cfg.flat().items()})
             row["varied"] = list(self.varied)
             rows.append(row)
@@ -139,6 +142,8 @@ class SyntheticSweep:
                 "spikesweep.status": t.status,
                 "mlflow.parentRunId": parent_id,
             }
+            if t.arm:
+                tags["spikesweep.arm"] = t.arm
             run = client.create_run(exp_id, tags=tags)
             params = [Param(k, str(v)) for k, v in t.config.flat().items()]
             metrics = []

@@ -17,6 +17,7 @@ from scipy import stats
 from orchestrator.commands import report as report_command
 from orchestrator.report import ReportInputError, build_report, load_sweep_dir
 from orchestrator.report.stats import holm
+from orchestrator.report.tables import ablation_table
 from orchestrator.report.write import write_report
 
 # The per-seed numbers of two_config_sweep(), written down independently of it.
@@ -166,6 +167,41 @@ def test_one_seed_per_arm_reports_not_enough_seeds(tmp_path):
     assert "-5.00, not enough seeds (n=1)" in text
     tex = out.file("ablation.tex").read_text()
     assert r"\toprule" in tex and "full method" in tex and "not enough seeds (n=1)" in tex
+
+
+def test_ablation_arms_are_named_and_usable_as_baseline(tmp_path):
+    arms = {
+        "full": ({}, [90.0, 91.0, 89.5]),
+        "no_hsv": ({"method.static_channel": "blue"}, [88.0, 89.5, 88.0]),
+        "no_sliding": ({"sliding.schedule": "step"}, [85.0, 86.0, 84.0]),
+    }
+    trials = [
+        SyntheticTrial(overrides, seed, best=v, last=v - 0.5, best_epoch=1, arm=name)
+        for name, (overrides, values) in arms.items()
+        for seed, v in zip((42, 1024, 90210), values, strict=True)
+    ]
+    sweep = SyntheticSweep("ablation", trials, varied=["arm", "method.static_channel", "sliding.schedule"])
+    report = build_report(
+        load_sweep_dir(sweep.write_dir(tmp_path)), baseline=["arm=full"], baseline_name="full method"
+    )
+    assert report.baseline.label == "arm=full, method.static_channel=v, sliding.schedule=poly"
+    arms_by_label = {c.delta_label: c for c in report.comparisons_for("best_test_top1")}
+    assert set(arms_by_label) == {
+        "arm=no_hsv, method.static_channel=blue",
+        "arm=no_sliding, sliding.schedule=step",
+    }
+    c = arms_by_label["arm=no_sliding, sliding.schedule=step"]
+    assert c.result.mean_diff == pytest.approx(np.mean([85.0 - 90.0, 86.0 - 91.0, 84.0 - 89.5]))
+    table = ablation_table(report)
+    assert [r[0] for r in table.rows] == [
+        "full method: arm=full, method.static_channel=v, sliding.schedule=poly",
+        "arm=no_hsv, method.static_channel=blue",
+        "arm=no_sliding, sliding.schedule=step",
+    ]
+    assert (
+        table.rows[2][2]
+        == f"{np.mean([85.0, 86.0, 84.0]):.2f} ± {np.diff(t_interval([85.0, 86.0, 84.0]))[0] / 2:.2f}"
+    )
 
 
 def test_duplicate_seed_of_one_config_counts_once(tmp_path):

@@ -64,8 +64,8 @@ def test_mlflow_curves_equal_the_epochs_parquet_curves(store):
     assert set(mlflow.curves.metric_keys()) == set(parquet.curves.metric_keys())
     for trial in parquet.trials:
         for key in ("test_top1", "sliding_p", "alpha_2"):
-            pe, pv = parquet.curves.get(trial.trial_id, key)
-            me, mv = mlflow.curves.get(trial.trial_id, key)
+            pe, pv = parquet.curves.get(trial.key, key)
+            me, mv = mlflow.curves.get(trial.key, key)
             np.testing.assert_array_equal(pe, me)
             np.testing.assert_allclose(pv, mv)
 

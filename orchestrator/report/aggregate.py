@@ -38,6 +38,7 @@ __all__ = [
     "resolve_baseline",
 ]
 
+ARM_KEY = "arm"
 SUMMARY_METRICS = ("best_test_top1", "last_test_top1")
 """Always summarised: best-epoch accuracy is selected on the test set (spec §11 item 24, optimistic),
 so the last-epoch accuracy is reported beside it."""
@@ -229,6 +230,9 @@ def group_trials(trials: list[Trial]) -> list[ConfigGroup]:
         group = groups.get(trial.config_hash)
         if group is None:
             config = {k: v for k, v in trial.config.items() if k != "seed"}
+            if trial.arm:
+                # The arm's name is a pseudo-key: it labels ablation rows and works in --baseline arm=full.
+                config = {ARM_KEY: trial.arm, **config}
             group = groups[trial.config_hash] = ConfigGroup(trial.config_hash, config, [])
         group.trials.append(trial)
     for group in groups.values():

@@ -62,16 +62,26 @@ class Trial:
     metrics: dict[str, float]
     config: dict[str, Any]
     mlflow_run_id: str | None = None
+    arm: str | None = None
+    """The ablation arm's name when the space defines arms."""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """``(trial_id, seed)``: a seed-aware (wilcoxon) trial runs several seeds under one trial id."""
+        return (self.trial_id, self.seed)
+
+
+TrialKey = tuple[str, int]
 
 
 class Curves:
-    """Per-epoch series of each trial: ``get(trial_id, key) -> (epochs, values)`` or ``None``.
+    """Per-epoch series of each trial and seed: ``get(trial.key, metric) -> (epochs, values)`` or ``None``.
 
     From Parquet every series is in memory; from MLflow a series is fetched on first use (one
     ``get_metric_history`` call per run and key, the only way MLflow returns a curve).
     """
 
-    def __init__(self, series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] | None = None):
+    def __init__(self, series: dict[TrialKey, dict[str, tuple[np.ndarray, np.ndarray]]] | None = None):
         self._series = series or {}
         self._fetch = None
         self._available_keys: set[str] = {k for per in self._series.values() for k in per}
@@ -86,13 +96,13 @@ class Curves:
     def metric_keys(self) -> list[str]:
         return sorted(self._available_keys)
 
-    def get(self, trial_id: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        per = self._series.setdefault(trial_id, {})
-        if key not in per and self._fetch is not None and key in self._available_keys:
-            fetched = self._fetch(trial_id, key)
+    def get(self, trial: TrialKey, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+        per = self._series.setdefault(trial, {})
+        if metric not in per and self._fetch is not None and metric in self._available_keys:
+            fetched = self._fetch(trial, metric)
             if fetched is not None:
-                per[key] = fetched
-        return per.get(key)
+                per[metric] = fetched
+        return per.get(metric)
 
 
 @dataclass
@@ -164,6 +174,7 @@ def load_sweep_dir(path: str | Path) -> SweepData:
                 metrics=metrics,
                 config=config,
                 mlflow_run_id=row.get("mlflow_run_id") or None,
+                arm=row.get("arm") or None,
             )
         )
         for key in row.get("varied") or []:
@@ -193,25 +204,30 @@ def load_sweep_dir(path: str | Path) -> SweepData:
 
 
 def _curves_from_table(table) -> Curves:
-    """Group ``epochs.parquet`` rows by trial into ``{trial_id: {key: (epochs, values)}}``."""
+    """Group ``epochs.parquet`` rows into ``{(trial_id, seed): {metric: (epochs, values)}}``."""
     columns = table.column_names
-    if "trial_id" not in columns or "epoch" not in columns:
+    if not {"trial_id", "seed", "epoch"} <= set(columns):
         return Curves()
-    trial_ids = np.asarray(table.column("trial_id").to_pylist(), dtype=object)
+    rows_of: dict[TrialKey, list[int]] = {}
+    trial_ids, seeds = table.column("trial_id").to_pylist(), table.column("seed").to_pylist()
+    for i, key in enumerate(zip(trial_ids, seeds, strict=True)):
+        rows_of.setdefault((str(key[0]), int(key[1])), []).append(i)
     epochs = np.asarray(table.column("epoch").to_numpy(zero_copy_only=False), dtype=np.float64)
-    keys = [c for c in columns if c in CURVE_KEYS or c.startswith("alpha_")]
-    values = {k: np.asarray(table.column(k).to_numpy(zero_copy_only=False), dtype=np.float64) for k in keys}
-    series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-    for trial_id in dict.fromkeys(trial_ids.tolist()):
-        rows = np.flatnonzero(trial_ids == trial_id)
+    metrics = [c for c in columns if c in CURVE_KEYS or c.startswith("alpha_")]
+    values = {
+        k: np.asarray(table.column(k).to_numpy(zero_copy_only=False), dtype=np.float64) for k in metrics
+    }
+    series: dict[TrialKey, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for key, rows in rows_of.items():
+        rows = np.asarray(rows)
         rows = rows[np.argsort(epochs[rows], kind="stable")]
         per = {}
-        for key, column in values.items():
+        for metric, column in values.items():
             y = column[rows]
             keep = ~np.isnan(y)
             if keep.any():
-                per[key] = (epochs[rows][keep].astype(np.int64), y[keep])
-        series[str(trial_id)] = per
+                per[metric] = (epochs[rows][keep].astype(np.int64), y[keep])
+        series[key] = per
     return Curves(series)
 
 
@@ -263,16 +279,16 @@ def load_mlflow(tracking_uri: str, experiment: str) -> SweepData:
 
     valid_keys = set(all_keys())
     trials = []
-    run_of_trial: dict[str, str] = {}
+    run_of_trial: dict[TrialKey, str] = {}
     metric_keys: set[str] = set()
     for run in runs:
         tags = run.data.tags
         metrics = run.data.metrics
         metric_keys.update(metrics)
         trial_id = tags.get("spikesweep.trial_id") or run.info.run_id
-        run_of_trial[trial_id] = run.info.run_id
         config = _config_from_params({k: v for k, v in run.data.params.items() if k in valid_keys})
         seed = tags.get("spikesweep.seed", config.get("seed"))
+        run_of_trial[(trial_id, int(seed))] = run.info.run_id
         trials.append(
             Trial(
                 trial_id=trial_id,
@@ -283,11 +299,12 @@ def load_mlflow(tracking_uri: str, experiment: str) -> SweepData:
                 metrics=_summary_metrics(metrics),
                 config=config,
                 mlflow_run_id=run.info.run_id,
+                arm=tags.get("spikesweep.arm") or run.data.params.get("arm") or None,
             )
         )
 
-    def fetch(trial_id: str, key: str):
-        run_id = run_of_trial.get(trial_id)
+    def fetch(trial: TrialKey, key: str):
+        run_id = run_of_trial.get(trial)
         if run_id is None:
             return None
         history = client.get_metric_history(run_id, key)

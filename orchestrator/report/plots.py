@@ -96,7 +96,7 @@ def _seed_series(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     series = []
     for trial in summary.group.completed():
-        got = report.sweep.curves.get(trial.trial_id, key)
+        got = report.sweep.curves.get(trial.key, key)
         if got is not None and got[0].size:
             series.append(got)
     return series
