@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if sweep.sweep_dir is not None and not args.no_plots:
         from orchestrator.report.study import find_study
 
-        study = find_study(sweep.sweep_dir, sweep.name)
+        study = find_study(sweep.sweep_dir, sweep.space)
     written = write_report(report, out_dir, plots=not args.no_plots, study=study)
 
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sweep.status_counts().items() if n)

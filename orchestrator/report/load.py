@@ -118,6 +118,8 @@ class SweepData:
     curves: Curves = field(default_factory=Curves)
     sweep_dir: Path | None = None
     tracking_uri: str | None = None
+    experiment: str | None = None
+    """MLflow experiment name (the space's ``mlflow.experiment``, by default the sweep name)."""
     experiment_id: str | None = None
     parent_run_id: str | None = None
     space: dict[str, Any] | None = None
@@ -190,7 +192,7 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     # The directory is named after the sweep (``--name`` may override the space file's own name), and
     # the MLflow experiment carries the same name.
     name = sweep_dir.resolve().name
-    mlflow_db = sweep_dir / "mlflow.db"
+    tracking_uri, experiment = _mlflow_location(sweep_dir, space, name)
     return SweepData(
         name=name,
         source=str(sweep_dir),
@@ -198,7 +200,8 @@ def load_sweep_dir(path: str | Path) -> SweepData:
         varied=varied,
         curves=curves,
         sweep_dir=sweep_dir,
-        tracking_uri=f"sqlite:///{mlflow_db.resolve()}" if mlflow_db.is_file() else None,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
         space=space,
     )
 
@@ -229,6 +232,19 @@ def _curves_from_table(table) -> Curves:
                 per[metric] = (epochs[rows][keep].astype(np.int64), y[keep])
         series[key] = per
     return Curves(series)
+
+
+def _mlflow_location(sweep_dir: Path, space: dict[str, Any] | None, name: str) -> tuple[str | None, str]:
+    """Where the sweep's runs are: the space's ``mlflow`` section, else ``mlflow.db`` in the directory."""
+    section = (space or {}).get("mlflow")
+    section = section if isinstance(section, dict) else {}
+    experiment = str(section.get("experiment") or name)
+    if section.get("enabled") is False:
+        return None, experiment
+    if section.get("tracking_uri"):
+        return str(section["tracking_uri"]), experiment
+    mlflow_db = sweep_dir / "mlflow.db"
+    return (f"sqlite:///{mlflow_db.resolve()}" if mlflow_db.is_file() else None), experiment
 
 
 def _read_space(path: Path) -> dict[str, Any] | None:
@@ -326,6 +342,7 @@ def load_mlflow(tracking_uri: str, experiment: str) -> SweepData:
         name=exp.name,
         source=f"{tracking_uri} (experiment {exp.name!r})",
         trials=trials,
+        experiment=exp.name,
         varied=varied,
         curves=Curves.lazy(fetch, curve_keys),
         tracking_uri=tracking_uri,

@@ -84,7 +84,8 @@ def log_aggregates(
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    experiment_id = experiment_id or _experiment_id(client, report.sweep.name, tracking_uri)
+    experiment = report.sweep.experiment or report.sweep.name
+    experiment_id = experiment_id or _experiment_id(client, experiment, tracking_uri)
     parent_id = parent_run_id or _parent_run_id(client, experiment_id, report.sweep.name)
     existing = {
         run.data.tags.get("spikesweep.config_hash"): run

@@ -21,10 +21,23 @@ _SQLITE_NAMES = ("optuna.db", "study.db")
 _JOURNAL_NAMES = ("optuna.journal", "optuna.log", "study.journal", "journal.log")
 
 
-def find_study(sweep_dir: Path, sweep_name: str | None = None):
-    """Load the sweep's study, or return ``None`` when the sweep was not searched with Optuna."""
+SEARCHED_MODES = ("optuna", "random")
+
+
+def find_study(sweep_dir: Path, space: dict | None = None):
+    """Load the sweep's study, or return ``None`` when the sweep did not search.
+
+    A grid sweep keeps a study too (the orchestrator enqueues grid points in it), but its history and
+    importances say nothing a grid table does not, so they are drawn for ``optuna`` and ``random``
+    search modes only (or whenever the space file is unknown).
+    """
     import optuna
 
+    search = (space or {}).get("search")
+    mode = search.get("mode", "grid") if isinstance(search, dict) else "grid"
+    if space is not None and mode not in SEARCHED_MODES:
+        return None
+    sweep_name = (space or {}).get("name")
     storage = _storage(sweep_dir)
     if storage is None:
         return None
