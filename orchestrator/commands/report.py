@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}")
     print(f"\nranked by {metric_title(report.metric)} ({report.mode}):\n")
-    print(summary_table(report, with_hash=False).to_text())
+    print(summary_table(report, compact=True).to_text())
     if report.baseline is not None:
         print(f"\npaired by seed against the baseline {report.baseline.label}:\n")
         print(comparison_table(report, report.metric).to_text())

@@ -140,32 +140,49 @@ def metric_title(metric: str) -> str:
 # tables
 
 
-def summary_table(report: SweepReport, *, with_hash: bool = True, digits: int = 2) -> Table:
-    """Ranked configurations: counts, mean ± CI of each summarised metric, median best epoch, Δ."""
+def summary_table(report: SweepReport, *, compact: bool = False, digits: int = 2) -> Table:
+    """Ranked configurations: counts, mean ± CI of each summarised metric, median best epoch, Δ.
+
+    ``compact`` (the terminal) drops the hash and std columns and uses short headers.
+    """
     ci = f"{report.confidence:.0%} CI"
-    headers = ["#", "configuration"] + (["hash"] if with_hash else []) + ["done", "failed", "pruned"]
-    for metric in report.metrics:
-        headers += [f"{metric_title(metric)} (mean ± {ci})", "std"]
-    headers.append("median best epoch")
+    if compact:
+        headers = ["#", "configuration", "done/failed/pruned"]
+        headers += [f"{metric_title(m).replace(' test top-1', '')} ± CI" for m in report.metrics]
+        headers.append("median best epoch")
+    else:
+        headers = ["#", "configuration", "hash", "done", "failed", "pruned"]
+        for metric in report.metrics:
+            headers += [f"{metric_title(metric)} (mean ± {ci})", "std"]
+        headers.append("median best epoch")
     diffs = {c.group.config_hash: c for c in report.comparisons_for(report.metric)}
     if report.baseline is not None:
-        headers += [f"Δ {metric_title(report.metric)} vs baseline [{ci}]", "p (t, Holm)"]
+        title = "Δ vs baseline" if compact else f"Δ {metric_title(report.metric)} vs baseline [{ci}]"
+        headers += [title, "p (t, Holm)"]
     rows = []
     for s in report.summaries:
         counts = s.counts
         is_base = report.baseline is not None and s.group is report.baseline
         row = [str(s.rank) if s.rank else DASH, s.group.label + (" (baseline)" if is_base else "")]
-        row += [s.group.config_hash] if with_hash else []
-        row += [str(counts["COMPLETE"]), str(counts["FAILED"]), str(counts["PRUNED"])]
-        for metric in report.metrics:
-            est = s.estimates[metric]
-            row += [format_estimate(est, digits), format_number(est.std, digits)]
+        if compact:
+            row.append(f"{counts['COMPLETE']}/{counts['FAILED']}/{counts['PRUNED']}")
+            row += [format_estimate(s.estimates[m], digits) for m in report.metrics]
+        else:
+            row += [
+                s.group.config_hash,
+                str(counts["COMPLETE"]),
+                str(counts["FAILED"]),
+                str(counts["PRUNED"]),
+            ]
+            for metric in report.metrics:
+                est = s.estimates[metric]
+                row += [format_estimate(est, digits), format_number(est.std, digits)]
         row.append(format_number(s.median_best_epoch, 1))
         if report.baseline is not None:
             c = diffs.get(s.group.config_hash)
             row += [format_diff(c, digits), format_p(c.p_ttest_holm)] if c else ["baseline", DASH]
         rows.append(row)
-    align = "rl" + ("l" if with_hash else "") + "r" * (len(headers) - 2 - int(with_hash))
+    align = "rl" + ("r" if compact else "lrrr") + "r" * (len(headers) - (3 if compact else 6))
     return Table(headers, rows, align)
 
 
