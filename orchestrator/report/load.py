@@ -172,7 +172,7 @@ def load_sweep_dir(path: str | Path) -> SweepData:
                 trial_id=str(row["trial_id"]),
                 config_hash=str(row["config_hash"]),
                 seed=int(row["seed"]),
-                status=str(row["status"]).upper(),
+                status=str(row.get("run_status") or row["status"]).upper(),
                 metrics=metrics,
                 config=config,
                 mlflow_run_id=row.get("mlflow_run_id") or None,
@@ -268,7 +268,8 @@ def load_mlflow(tracking_uri: str, experiment: str) -> SweepData:
 
     ``experiment`` is the experiment's name (the sweep name) or its id. Trials are the runs tagged
     ``spikesweep.role=trial``; their config comes back from the params (strings in MLflow, retyped
-    through :class:`RunConfig`), their status from the ``spikesweep.status`` tag, and their summary
+    through :class:`RunConfig`), their status from the ``spikesweep.run_status`` tag (the engine run's
+    own; ``spikesweep.status`` is the whole trial's, which differs for a seed-aware trial), their summary
     numbers from the last logged value of the per-epoch metrics.
     """
     from mlflow.tracking import MlflowClient
@@ -311,7 +312,9 @@ def load_mlflow(tracking_uri: str, experiment: str) -> SweepData:
                 config_hash=tags.get("spikesweep.config_hash")
                 or RunConfig.from_dict(unflatten(config)).config_hash(),
                 seed=int(seed),
-                status=_mlflow_status(tags.get("spikesweep.status"), run.info.status),
+                status=_mlflow_status(
+                    tags.get("spikesweep.run_status") or tags.get("spikesweep.status"), run.info.status
+                ),
                 metrics=_summary_metrics(metrics),
                 config=config,
                 mlflow_run_id=run.info.run_id,
@@ -431,6 +434,11 @@ def _mlflow_status(tag: str | None, run_status: str) -> str:
 
 _BOOKKEEPING_COLUMNS = frozenset(
     {
+        "plan_key",
+        "optuna_trial",
+        "seed_index",
+        "run_status",
+        "arm",
         "trial_id",
         "config_hash",
         "seed",

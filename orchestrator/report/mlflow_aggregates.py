@@ -98,6 +98,7 @@ def log_aggregates(
         )
     }
     result = AggregateResult(parent_run_id=parent_id)
+    sweep_id = client.get_run(parent_id).data.tags.get("spikesweep.sweep_id")
     baseline_hash = report.baseline.config_hash if report.baseline is not None else "none"
     for summary in report.summaries:
         group = summary.group
@@ -112,6 +113,8 @@ def log_aggregates(
             "spikesweep.is_baseline": str(group.config_hash == baseline_hash).lower(),
             "spikesweep.confidence": f"{report.confidence:g}",
         }
+        if sweep_id:
+            tags["spikesweep.sweep_id"] = sweep_id
         run = existing.get(group.config_hash)
         created = run is None
         if created:
