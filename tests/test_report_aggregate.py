@@ -358,10 +358,13 @@ def test_report_command_prints_the_ranked_table(sweep_dir, tmp_path, capsys):
     assert (out / "report.md").is_file() and (out / "learning_curves.png").is_file()
 
 
-def test_report_command_needs_a_source():
+def test_report_command_needs_a_source(monkeypatch):
     from engine.errors import SpikesweepError
 
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(SpikesweepError, match="give a sweep directory, or --experiment"):
         run_command([])
     with pytest.raises(SpikesweepError, match="needs --mlflow-uri"):
-        run_command(["--experiment", "x", "--mlflow-uri", ""])
+        run_command(["--experiment", "x"])
+    with pytest.raises(SpikesweepError, match="not both"):
+        run_command(["somewhere", "--experiment", "x"])

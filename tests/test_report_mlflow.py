@@ -143,3 +143,19 @@ def test_report_command_from_mlflow_writes_files_and_aggregates(store, tmp_path,
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.get_experiment_by_name(SWEEP).experiment_id
     assert len(client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")) == 2
+
+
+def test_sweep_dir_uses_the_space_mlflow_section_and_a_missing_experiment_only_warns(store, tmp_path, capsys):
+    sweep_dir, uri, _ = store
+    other = two_config_sweep("renamed").write_dir(tmp_path)
+    (other / "space.yaml").write_text(f"name: renamed\nmlflow: {{tracking_uri: '{uri}', experiment: nope}}\n")
+    data = load_sweep_dir(other)
+    assert (data.tracking_uri, data.experiment) == (uri, "nope")
+    parser = argparse.ArgumentParser()
+    report_command.add_arguments(parser)
+    assert report_command.run(parser.parse_args([str(other), "--no-plots"])) == 0
+    captured = capsys.readouterr()
+    assert (
+        "MLflow: aggregates not logged: MLflow at" in captured.err and "no experiment 'nope'" in captured.err
+    )
+    assert (other / "report" / "report.md").is_file()

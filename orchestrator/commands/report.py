@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 NAME = "report"
@@ -44,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mlflow-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI"),
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI; for a sweep directory, its mlflow.db)",
+        help="MLflow tracking URI (default: for a sweep directory, the store it logged to; for "
+        "--experiment, $MLFLOW_TRACKING_URI)",
     )
     parser.add_argument("--experiment", help="read the sweep from this MLflow experiment (the sweep name)")
 
@@ -76,6 +77,7 @@ def load_source(sweep: Path | None, experiment: str | None, mlflow_uri: str | No
         raise ConfigError(
             "give a sweep directory, or --experiment NAME (with --mlflow-uri) to read from MLflow"
         )
+    mlflow_uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not mlflow_uri:
         raise ConfigError(
             "--experiment needs --mlflow-uri (or $MLFLOW_TRACKING_URI), e.g. sqlite:///sweeps/x/mlflow.db"
@@ -86,22 +88,20 @@ def load_source(sweep: Path | None, experiment: str | None, mlflow_uri: str | No
 def run(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError
     from orchestrator.report.aggregate import build_report
-    from orchestrator.report.tables import comparison_table, metric_title, summary_table
     from orchestrator.report.write import write_report
 
     if not 0 < args.confidence < 1:
         raise ConfigError(f"--confidence {args.confidence} must be between 0 and 1")
     sweep = load_source(args.sweep, args.experiment, args.mlflow_uri)
-    baseline = args.baseline or _space_baseline(sweep.space)
-    baseline_name = args.baseline_name or _space_report(sweep.space).get("baseline_name") or "baseline"
+    space_report = _space_report(sweep.space)
     report = build_report(
         sweep,
         metric=args.metric,
-        baseline=baseline,
+        baseline=args.baseline or _space_baseline(sweep.space),
         mode=args.mode,
         confidence=args.confidence,
         allow_partial=args.partial,
-        baseline_name=str(baseline_name),
+        baseline_name=str(args.baseline_name or space_report.get("baseline_name") or "baseline"),
     )
     out_dir = args.out or (sweep.sweep_dir / "report" if sweep.sweep_dir else Path(f"report-{sweep.name}"))
 
@@ -111,7 +111,18 @@ def run(args: argparse.Namespace) -> int:
 
         study = find_study(sweep.sweep_dir, sweep.space)
     written = write_report(report, out_dir, plots=not args.no_plots, study=study)
+    _print_report(report)
+    figures = f", {len(written.plots)} figures" if written.plots else ""
+    print(f"\nwrote {out_dir}/: report.md, summary.parquet, comparisons.parquet{figures}")
+    if not args.no_mlflow:
+        _log_to_mlflow(report, written.files, args.mlflow_uri)
+    return 0
 
+
+def _print_report(report) -> None:
+    from orchestrator.report.tables import comparison_table, metric_title, summary_table
+
+    sweep = report.sweep
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sweep.status_counts().items() if n)
     print(
         f"sweep {sweep.name}: {len(sweep.trials)} trials ({counts}), {len(report.summaries)} configurations"
@@ -123,34 +134,35 @@ def run(args: argparse.Namespace) -> int:
     if report.baseline is not None:
         print(f"\npaired by seed against the baseline {report.baseline.label}:\n")
         print(comparison_table(report, report.metric).to_text())
-    print(
-        f"\nwrote {len(written.files)} files to {out_dir}/ (report.md, summary.parquet, comparisons.parquet"
-        f"{', ' + str(len(written.plots)) + ' figures' if written.plots else ''})"
-    )
+    elif len(report.summaries) > 1:
+        print("\nno baseline: pass --baseline KEY=VALUE ... to compare the configurations with one of them")
 
-    uri = args.mlflow_uri if (args.mlflow_uri and sweep.sweep_dir is not None) else sweep.tracking_uri
-    if args.no_mlflow:
-        return 0
-    if not uri:
-        print(
-            "MLflow: no tracking store for this sweep (no mlflow.db, no --mlflow-uri); aggregates not logged"
-        )
-        return 0
+
+def _log_to_mlflow(report, files: list[Path], mlflow_uri: str | None) -> None:
+    """Aggregate runs and report artifacts, in the store the sweep was read from (or --mlflow-uri).
+
+    Failing to reach MLflow does not fail the report, whose files are already written: it is a warning.
+    """
+    from orchestrator.report.load import ReportInputError
     from orchestrator.report.mlflow_aggregates import log_aggregates
 
-    logged = log_aggregates(
-        report,
-        uri,
-        files=written.files,
-        experiment_id=sweep.experiment_id,
-        parent_run_id=sweep.parent_run_id,
-    )
+    sweep = report.sweep
+    uri = mlflow_uri if (mlflow_uri and sweep.sweep_dir is not None) else sweep.tracking_uri
+    if not uri:
+        print("MLflow: this sweep has no tracking store (no mlflow.db, no --mlflow-uri); nothing logged")
+        return
+    try:
+        logged = log_aggregates(
+            report, uri, files=files, experiment_id=sweep.experiment_id, parent_run_id=sweep.parent_run_id
+        )
+    except ReportInputError as exc:
+        print(f"MLflow: aggregates not logged: {exc}", file=sys.stderr)
+        return
     print(
         f"MLflow: {len(logged.run_ids)} aggregate runs under parent run {logged.parent_run_id} "
         f"({logged.created} new, {logged.updated_metrics} metric values updated); report files in its "
         "report/ artifacts"
     )
-    return 0
 
 
 def _space_report(space: dict | None) -> dict:
