@@ -1,0 +1,48 @@
+"""``spikesweep sweep SPACE.yaml``: run, resume or plan a sweep (see :mod:`orchestrator.driver`).
+
+Rerunning the same command on an existing sweep resumes it; ``--resume`` only makes that explicit (and
+fails if there is nothing to resume). ``--address`` joins an existing Ray cluster (the Slurm templates
+start one inside the allocation). The exit status is 0 for a complete sweep and 75 for one that was
+interrupted (SIGINT, SIGTERM, SIGUSR1) with its state saved, so a batch script can requeue it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "sweep"
+HELP = "Run a hyperparameter/seed sweep of the engine (Ray Tune + Optuna + MLflow), or resume one."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("space", type=Path, help="search-space YAML (see search_spaces/)")
+    parser.add_argument("--name", help="sweep name (default: the space file's `name`)")
+    parser.add_argument(
+        "--storage", type=Path, help="directory holding sweeps (default ./sweeps); shared across nodes"
+    )
+    parser.add_argument("--address", help="join this Ray cluster instead of starting a local one")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="insist on resuming an existing sweep (the default if one exists)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the space, print the trial plan and resources, run nothing",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator.driver import run_sweep  # noqa: PLC0415 — Ray, Optuna and MLflow load only here
+
+    outcome = run_sweep(
+        args.space,
+        name=args.name,
+        storage=args.storage,
+        address=args.address,
+        resume=True if args.resume else None,
+        dry_run=args.dry_run,
+    )
+    return outcome.exit_code

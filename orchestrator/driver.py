@@ -1,0 +1,359 @@
+"""``run_sweep``: validate a space, then build (or restore) the Ray Tune experiment and run it.
+
+The order is the point: the space is validated — every planned point through the engine's own config
+checks — before a directory is created or Ray is started; an existing sweep directory is resumed only
+if its stored space hash matches; the Tune driver then runs with one study, one MLflow writer and one
+journal, and stops gracefully on SIGINT, SIGUSR1 (Tune's own handlers) and SIGTERM (translated to
+SIGINT here, because Tune ignores it), leaving its experiment state saved for the next run.
+
+Exit semantics used by the CLI: a complete sweep returns 0; an interrupted one returns
+:data:`EXIT_INTERRUPTED` (75, "try again"), and rerunning the same command resumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import statistics
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.errors import ConfigError
+from orchestrator.plan import ConfigScore, SweepPlan, build_plan
+from orchestrator.space import SweepSpace, load_space
+from orchestrator.sweepdir import SweepDir, SweepMeta
+
+__all__ = ["EXIT_INTERRUPTED", "SweepOutcome", "format_plan", "run_sweep"]
+
+EXIT_INTERRUPTED = 75
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepOutcome:
+    """What ``run_sweep`` did."""
+
+    sweep_dir: Path
+    dry_run: bool = False
+    complete: bool = False
+    resumed: bool = False
+    statuses: dict[str, int] = field(default_factory=dict)
+    best: list[ConfigScore] = field(default_factory=list)
+    results: Any = None
+    """Ray Tune's ``ResultGrid`` of this run (None for a dry run)."""
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.dry_run or self.complete else EXIT_INTERRUPTED
+
+
+def run_sweep(
+    space_path: str | Path,
+    name: str | None = None,
+    storage: str | Path | None = None,
+    address: str | None = None,
+    resume: bool | None = None,
+    dry_run: bool = False,
+    out: TextIO | None = None,
+) -> SweepOutcome:
+    """Run (or resume, or only plan) the sweep a space file describes.
+
+    Args:
+        space_path: the search-space YAML (``search_spaces/*.yaml``).
+        name: sweep name (default: the space's ``name``); the sweep lives in ``<storage>/<name>/``.
+        storage: parent directory of sweeps (default ``./sweeps``); must be shared storage when trials
+            run on several nodes.
+        address: an existing Ray cluster to join (``ray://`` or ``host:port``); default: start a local
+            one (or use the one this process already started).
+        resume: ``None`` resumes an existing sweep or starts a new one; ``True`` insists on resuming.
+        dry_run: print the plan and resources, start nothing.
+        out: where to print (default stdout).
+    """
+    stream = out or sys.stdout
+    space = load_space(space_path)
+    sweep_dir = SweepDir.for_space(space, storage, name)
+    plan = build_plan(space)
+    if dry_run:
+        print(format_plan(plan, sweep_dir, address), file=stream)
+        return SweepOutcome(sweep_dir=sweep_dir.root, dry_run=True)
+    existing = sweep_dir.exists()
+    if resume and not existing:
+        raise ConfigError(
+            f"--resume: there is no sweep at {sweep_dir.root} to resume (no {sweep_dir.meta_path.name})"
+        )
+    meta = sweep_dir.check_resumable(space) if existing else sweep_dir.create(space)
+    with _interrupt_on_sigterm(), _ray_cluster(address, stream):
+        tuner, resumed = _tuner(space, sweep_dir, meta, stream)
+        print(
+            f"[sweep] {'resuming' if resumed else 'starting'} {space.name} in {sweep_dir.root} "
+            f"(up to {plan.max_trials()} trials)",
+            file=stream,
+            flush=True,
+        )
+        results = tuner.fit()
+    return _conclude(space, sweep_dir, results, resumed or existing, stream)
+
+
+# --------------------------------------------------------------------------------------------------
+# building the experiment
+
+
+def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: TextIO) -> tuple[Any, bool]:
+    from ray import tune  # noqa: PLC0415
+
+    from engine.training.records import metric_keys  # noqa: PLC0415
+    from orchestrator.mlflow_logger import MlflowSweepLogger  # noqa: PLC0415
+    from orchestrator.optuna_bridge import OptunaSearcher, StudyBridge, build_scheduler  # noqa: PLC0415
+    from orchestrator.progress import ProgressTable  # noqa: PLC0415
+    from orchestrator.results import ResultsCallback, SweepRecorder  # noqa: PLC0415
+    from orchestrator.trainable import FaultSpec, TrialSetup, run_trial  # noqa: PLC0415
+
+    setup = TrialSetup(
+        base=space.base_config().to_dict(),
+        sweep_dir=str(sweep_dir.root),
+        metric=space.metric,
+        cpus=space.resources.cpu,
+        gpu_fraction=space.resources.gpu,
+        fault=FaultSpec.from_env(),
+    )
+    # Snapshotting after every checkpoint is deliberate (num_to_keep=1 keeps the state and the newest
+    # checkpoint in step, so a killed driver loses at most one epoch); Tune warns about it, loudly.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), space.resources.as_ray())
+    root = str(sweep_dir.root)
+    if tune.Tuner.can_restore(root):
+        # Searcher, scheduler and callbacks come back from Tune's own pickle (tuner.pkl); the space hash
+        # check above guarantees they were built from this same space.
+        tuner = tune.Tuner.restore(root, trainable, resume_unfinished=True, resume_errored=True)
+        return tuner, True
+
+    bridge = StudyBridge(space, sweep_dir)
+    recorder = SweepRecorder(sweep_dir.journal, metric_keys(space.max_T()))
+    callbacks: list[Any] = [ResultsCallback(bridge, recorder, sweep_dir, meta)]
+    if space.mlflow.enabled:
+        uri = space.mlflow.tracking_uri or sweep_dir.mlflow_default_uri
+        artifacts = sweep_dir.mlflow_artifacts.as_uri() if space.mlflow.tracking_uri is None else None
+        callbacks.append(
+            MlflowSweepLogger(
+                bridge,
+                recorder,
+                meta,
+                tracking_uri=uri,
+                experiment=space.mlflow.experiment or meta.name,
+                artifact_location=artifacts,
+                space_file=sweep_dir.space_path,
+            )
+        )
+    callbacks.append(ProgressTable(bridge, recorder, space.progress_interval_s))
+    tune_config = tune.TuneConfig(
+        search_alg=OptunaSearcher(bridge),
+        scheduler=build_scheduler(bridge),
+        num_samples=-1,  # the searcher decides when the plan is exhausted
+        max_concurrent_trials=max_concurrent_trials(space),
+        reuse_actors=True,
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_dirname,
+    )
+    run_config = tune.RunConfig(
+        name=sweep_dir.name,
+        storage_path=str(sweep_dir.storage),
+        failure_config=tune.FailureConfig(max_failures=space.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=callbacks,
+        verbose=0,
+    )
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config), False
+
+
+def trial_name(trial: Any) -> str:
+    return str(trial.config.get("plan_key", trial.trial_id))
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"{trial.config.get('plan_key', 'trial')}_{trial.trial_id}"
+
+
+def max_concurrent_trials(space: SweepSpace, cluster: dict[str, float] | None = None) -> int:
+    """The space's value, else as many trials as the cluster's CPUs (and GPUs) fit — never unset."""
+    if space.max_concurrent_trials is not None:
+        return space.max_concurrent_trials
+    if cluster is None:
+        import ray  # noqa: PLC0415
+
+        cluster = ray.cluster_resources() if ray.is_initialized() else {"CPU": float(os.cpu_count() or 1)}
+    fits = math.floor(cluster.get("CPU", 1.0) / space.resources.cpu)
+    if space.resources.gpu > 0:
+        fits = min(fits, math.floor(cluster.get("GPU", 0.0) / space.resources.gpu + 1e-9))
+    return max(1, fits)
+
+
+@contextlib.contextmanager
+def _ray_cluster(address: str | None, stream: TextIO) -> Iterator[None]:
+    """Join ``address``, reuse this process's Ray, or start a private local cluster (stopped after)."""
+    import ray  # noqa: PLC0415
+
+    if ray.is_initialized():
+        yield
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        # "local": never attach to a cluster someone else started on this machine.
+        ray.init(address="local", include_dashboard=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigterm() -> Iterator[None]:
+    """SIGTERM → SIGINT, which Tune turns into a graceful stop with the experiment state saved.
+
+    SIGUSR1 before Tune has installed its own handler (while Ray starts) would kill the process; it is
+    mapped to the same interrupt, which is harmless then (nothing has run) and resumable later.
+    """
+
+    def to_sigint(signum: int, frame: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals to the caller
+            previous[sig] = signal.signal(sig, to_sigint)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# --------------------------------------------------------------------------------------------------
+# the end
+
+
+def _conclude(
+    space: SweepSpace, sweep_dir: SweepDir, results: Any, resumed: bool, stream: TextIO
+) -> SweepOutcome:
+    from orchestrator.optuna_bridge import StudyBridge  # noqa: PLC0415
+
+    bridge = StudyBridge(space, sweep_dir)  # a fresh read of the study: the state on disk is the truth
+    complete = bridge.is_complete()
+    statuses: dict[str, int] = {}
+    for entry in bridge.latest_entries():
+        status = bridge.status_of(entry.number)
+        statuses[status] = statuses.get(status, 0) + 1
+    best = bridge.ranking()
+    print(format_best(space, best), file=stream)
+    summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items()))
+    if complete:
+        print(f"[sweep] {space.name} complete: {summary}. Results: {sweep_dir.trials_parquet}", file=stream)
+    else:
+        print(
+            f"[sweep] {space.name} stopped before the end ({summary}); its state is saved — rerun the same "
+            f"command to resume.",
+            file=stream,
+        )
+    return SweepOutcome(
+        sweep_dir=sweep_dir.root,
+        complete=complete,
+        resumed=resumed,
+        statuses=statuses,
+        best=best,
+        results=results,
+    )
+
+
+def format_best(space: SweepSpace, ranking: list[ConfigScore], top: int = 5) -> str:
+    if not ranking:
+        return f"[sweep] no configuration has completed yet ({space.metric})"
+    lines = [f"[sweep] best configurations by mean {space.metric} ({space.metric_mode}) over seeds:"]
+    for rank, score in enumerate(ranking[:top], start=1):
+        spread = f" ± {statistics.stdev(score.values):.3g}" if len(score.values) > 1 else ""
+        params = " ".join(f"{k}={v}" for k, v in score.params.items())
+        n = len(score.values)
+        lines.append(f"  {rank}. {score.mean:.4g}{spread}  (n={n}, config {score.config_hash})  {params}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# dry run
+
+
+def format_plan(plan: SweepPlan, sweep_dir: SweepDir, address: str | None = None) -> str:
+    """The human-readable plan ``--dry-run`` prints."""
+    space = plan.space
+    base = space.base_config()
+    lines = [f"sweep {space.name!r} → {sweep_dir.root}"]
+    if sweep_dir.exists():
+        lines.append("  (this directory holds a sweep: running the command resumes it)")
+    if space.description:
+        lines.append("  " + space.description.replace("\n", "\n  "))
+    origin = f"preset {space.preset!r}" if space.preset else "RunConfig defaults"
+    lines.append(
+        f"base: {origin} + {len(space.base_overrides)} override(s): model {base.model.name} "
+        f"(width {base.model.width}), data {base.data.pair} {base.data.event_size}px, T={base.T}, "
+        f"{base.epochs} epochs, batch {base.batch_size}"
+    )
+    if space.parameters:
+        lines.append("parameters:")
+        lines.extend(f"  {p.key}: {p.describe()}" for p in space.parameters)
+    if space.arms:
+        lines.append("arms:")
+        for arm in space.arms:
+            sets = ", ".join(f"{k}={v}" for k, v in arm.overrides.items()) or "(base)"
+            lines.append(f"  {arm.name}: {sets}")
+    search = space.search
+    per = "all seeds in turn (wilcoxon)" if space.pruner.seed_aware else f"seeds {list(search.seeds)}"
+    if search.mode == "grid":
+        lines.append(f"search: grid of {space.grid_size()} configuration(s), each on {per}")
+    else:
+        sampler = f"{search.sampler} sampler" if search.mode == "optuna" else "random sampler"
+        lines.append(
+            f"search: {search.mode} ({sampler}, seed {search.sampler_seed}): {plan.sampled_configs} "
+            f"configuration(s), each on {per}"
+        )
+    if space.confirm:
+        seeds = list(plan.confirm_seeds)
+        lines.append(f"confirm: the top {plan.confirm_configs} configuration(s) re-run on seeds {seeds}")
+    pruner = space.pruner
+    options = ", ".join(f"{k}={v}" for k, v in pruner.options.items())
+    lines.append(f"pruner: {pruner.name}" + (f" ({options})" if options else ""))
+    lines.append(f"objective: {space.metric} ({space.metric_mode})")
+    runs = plan.max_engine_runs()
+    lines.append(f"trials: at most {plan.max_trials()} ({runs} engine run(s) of {base.epochs} epochs)")
+    cpus = os.cpu_count() or 1
+    if space.max_concurrent_trials is not None:
+        concurrency = str(space.max_concurrent_trials)
+    else:
+        fits = max_concurrent_trials(space, {"CPU": float(cpus)})
+        concurrency = f"as many as the cluster fits ({fits} on this machine's {cpus} CPUs)"
+
+    gpu = space.resources.gpu
+    gpu_text = f"{gpu:g} GPU" + (" (memory bounded to that fraction per trial)" if 0 < gpu < 1 else "")
+    lines.append(
+        f"resources per trial: {space.resources.cpu:g} CPU, {gpu_text}; max concurrent trials: {concurrency}"
+    )
+    lines.append(f"retries per crashed trial: {space.max_failures}")
+    lines.append(f"ray: {'join ' + address if address else 'start a local cluster'}")
+    if space.mlflow.enabled:
+        uri = space.mlflow.tracking_uri or sweep_dir.mlflow_default_uri
+        lines.append(f"mlflow: {uri} (experiment {space.mlflow.experiment or sweep_dir.name!r})")
+    else:
+        lines.append("mlflow: off")
+    if plan.fixed:
+        lines.append("trial plan:")
+        shown = plan.fixed[:50]
+        for trial in shown:
+            params = " ".join(f"{k}={v}" for k, v in trial.params.items())
+            seeds = ",".join(str(s) for s in trial.seeds)
+            lines.append(f"  {trial.plan_key:<10} {trial.stage:<7} seed {seeds:<10} {params}")
+        if len(plan.fixed) > len(shown):
+            lines.append(f"  … {len(plan.fixed) - len(shown)} more")
+    return "\n".join(lines)

@@ -1,0 +1,325 @@
+"""MLflow records of a sweep, written by the Tune driver alone: one parent run, one child per engine run.
+
+Why not Ray's ``MLflowLoggerCallback`` (orchestration.md): it logs every numeric key one call at a time
+(config values and Ray bookkeeping included), records no git commit, and after ``Tuner.restore`` opens
+new runs while the old ones stay RUNNING forever. This logger
+
+* finds its runs again by tags (``spikesweep.sweep_id`` + ``spikesweep.run_key``), so a resumed sweep
+  continues the same parent and children — never a duplicate — and reopens them as RUNNING;
+* syncs MLflow *from the driver's journal* (:class:`orchestrator.results.SweepRecorder`): each child
+  remembers the last epoch it holds (tag ``spikesweep.last_epoch``, written in the same batch as the
+  metrics), so epochs replayed after a resume are not logged twice and epochs whose batch was lost with
+  a killed driver are backfilled;
+* batches metrics (``log_batch``, at most every ``flush_interval_s`` per run, and at every run end);
+* leaves nothing RUNNING: finished trials end FINISHED/FAILED with their status tag, and when the sweep
+  stops early the unfinished ones (and the parent) are marked KILLED until the sweep is resumed.
+
+A child is one engine run: a trial on one seed. With the seed-aware ``wilcoxon`` pruner a trial runs
+several seeds, one child each; ``spikesweep.status`` is the trial's status and
+``spikesweep.run_status`` the run's own (a seed that finished before its trial was pruned is COMPLETE).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray.tune.logger import LoggerCallback
+
+from orchestrator.optuna_bridge import StudyBridge, TrialStatus
+from orchestrator.plan import PlannedTrial, config_for
+from orchestrator.results import RunRecord, SweepRecorder, run_key
+from orchestrator.sweepdir import SweepMeta
+
+__all__ = ["MlflowSweepLogger"]
+
+log = logging.getLogger(__name__)
+
+ROLE_TAG = "spikesweep.role"
+SWEEP_ID_TAG = "spikesweep.sweep_id"
+RUN_KEY_TAG = "spikesweep.run_key"
+LAST_EPOCH_TAG = "spikesweep.last_epoch"
+STATUS_TAG = "spikesweep.status"
+RUN_STATUS_TAG = "spikesweep.run_status"
+_BATCH_METRICS = 1000  # MLflow's per-request limits
+_BATCH_PARAMS = 100
+
+
+@dataclass
+class _ChildRun:
+    run_id: str
+    logged_upto: int
+    """The last epoch MLflow holds for this run (−1: none)."""
+    status: str
+    last_flush: float = 0.0
+
+
+class MlflowSweepLogger(LoggerCallback):
+    """The sweep's MLflow writer (a Ray Tune callback running in the driver)."""
+
+    def __init__(
+        self,
+        bridge: StudyBridge,
+        recorder: SweepRecorder,
+        meta: SweepMeta,
+        tracking_uri: str,
+        experiment: str,
+        artifact_location: str | None,
+        space_file: Path,
+        flush_interval_s: float = 5.0,
+    ) -> None:
+        self.bridge = bridge
+        self.recorder = recorder
+        self.meta = meta
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifact_location = artifact_location
+        self.space_file = Path(space_file)
+        self.flush_interval_s = flush_interval_s
+        self._client: Any = None
+        self._experiment_id = ""
+        self.parent_id = ""
+        self._children: dict[str, _ChildRun] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_client"] = None
+        state["_children"] = {}
+        return state
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient  # noqa: PLC0415 — heavy, driver only
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    # ----------------------------------------------------------------------------------------------
+    # Tune hooks
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        self.attach()
+
+    def log_trial_start(self, trial: Any) -> None:
+        planned = PlannedTrial.from_config(trial.config)
+        for record in self.recorder.runs_of(planned.plan_key):
+            child = self._child(record)
+            if not record.seed_done and child.status != "RUNNING":
+                self.client.update_run(child.run_id, status="RUNNING")
+                self.client.set_tag(child.run_id, STATUS_TAG, TrialStatus.RUNNING)
+                child.status = "RUNNING"
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
+        planned = PlannedTrial.from_config(trial.config)
+        seed = result.get("seed")
+        if seed is None:
+            return
+        record = self.recorder.runs.get(run_key(planned.plan_key, int(seed)))
+        if record is None:
+            return
+        child = self._child(record)
+        if record.seed_done and self.bridge.space.pruner.seed_aware:
+            # One seed of a multi-seed trial is done: close its run now, the trial goes on.
+            self._sync(record, child, force=True)
+            self._finish(record, child, TrialStatus.RUNNING)
+        elif time.monotonic() - child.last_flush >= self.flush_interval_s:
+            self._sync(record, child, force=True)
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        planned = PlannedTrial.from_config(trial.config)
+        entry = self.bridge.entry_for_tune_trial(trial.trial_id)
+        status = self.bridge.status_of(entry.number) if entry is not None else TrialStatus.FAILED
+        records = self.recorder.runs_of(planned.plan_key)
+        for record in records:
+            child = self._child(record)
+            self._sync(record, child, force=True)
+            self._finish(record, child, status)
+        if not records:  # failed before its first epoch: still leave a (failed) run behind
+            seed = planned.seeds[0]
+            record = RunRecord(planned.plan_key, seed, 0, trial.trial_id, planned.stage, planned.config_hash)
+            self._finish(record, self._child(record), status)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        for key, child in self._children.items():
+            record = self.recorder.runs.get(key)
+            if (
+                record is not None
+                and child.status == "RUNNING"
+                and now - child.last_flush >= self.flush_interval_s
+            ):
+                self._sync(record, child, force=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Flush everything; whatever did not finish is KILLED until the sweep resumes."""
+        for key, child in self._children.items():
+            record = self.recorder.runs.get(key)
+            if record is not None:
+                self._sync(record, child, force=True)
+            if child.status == "RUNNING":
+                self.client.set_terminated(child.run_id, status="KILLED")
+                child.status = "KILLED"
+        complete = self.bridge.is_complete()
+        self.client.set_tag(self.parent_id, STATUS_TAG, "COMPLETE" if complete else "INTERRUPTED")
+        self.client.set_terminated(self.parent_id, status="FINISHED" if complete else "KILLED")
+
+    # ----------------------------------------------------------------------------------------------
+    # runs
+    def attach(self) -> None:
+        """Find (or create) the experiment and the parent run; index existing children; backfill."""
+        client = self.client
+        experiment = client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            self._experiment_id = client.create_experiment(
+                self.experiment, artifact_location=self.artifact_location
+            )
+        else:
+            self._experiment_id = experiment.experiment_id
+        parents = self._search(f"tags.`{ROLE_TAG}` = 'sweep'")
+        if parents:
+            parent = parents[0]
+            self.parent_id = parent.info.run_id
+            if parent.info.status != "RUNNING":
+                client.update_run(self.parent_id, status="RUNNING")
+        else:
+            self.parent_id = self._create_parent()
+        client.set_tag(self.parent_id, STATUS_TAG, "RUNNING")
+        self._children = {}
+        for run in self._search(f"tags.`{ROLE_TAG}` = 'trial'"):
+            key = run.data.tags.get(RUN_KEY_TAG)
+            if not key:
+                continue
+            self._children[key] = _ChildRun(
+                run.info.run_id, int(run.data.tags.get(LAST_EPOCH_TAG, -1)), run.info.status
+            )
+            self.recorder.mlflow_run_ids[key] = run.info.run_id
+        for key, record in self.recorder.runs.items():
+            if key in self._children:
+                self._sync(record, self._children[key], force=True)
+
+    def _search(self, condition: str) -> list[Any]:
+        filter_string = f"tags.`{SWEEP_ID_TAG}` = '{self.meta.sweep_id}' and {condition}"
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self._experiment_id], filter_string=filter_string, max_results=1000, page_token=token
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return sorted(runs, key=lambda r: r.info.start_time or 0)
+
+    def _create_parent(self) -> str:
+        space = self.bridge.space
+        tags = {
+            ROLE_TAG: "sweep",
+            SWEEP_ID_TAG: self.meta.sweep_id,
+            "spikesweep.sweep": self.meta.name,
+            "spikesweep.space_hash": self.meta.space_hash,
+            "spikesweep.mode": space.search.mode,
+            "spikesweep.pruner": space.pruner.name,
+            "spikesweep.metric": space.metric,
+            "spikesweep.metric_mode": space.metric_mode,
+            "spikesweep.varied": ",".join(space.varied_keys()),
+            "spikesweep.seeds": ",".join(str(s) for s in space.seeds),
+            "git_commit": self.meta.git_commit,
+            "mlflow.source.git.commit": self.meta.git_commit,
+        }
+        run = self.client.create_run(self._experiment_id, tags=tags, run_name=self.meta.name)
+        run_id = run.info.run_id
+        self.client.log_artifact(run_id, str(self.space_file), artifact_path="space")
+        return run_id
+
+    def _child(self, record: RunRecord) -> _ChildRun:
+        """The MLflow run of an engine run, created with its params and tags on first use."""
+        key = record.key
+        child = self._children.get(key)
+        if child is not None:
+            return child
+        from mlflow.entities import Param  # noqa: PLC0415
+
+        entry = self.bridge.entry_for_tune_trial(record.trial_id)
+        planned = entry.planned if entry is not None else None
+        overrides = planned.overrides if planned is not None else {}
+        config = config_for(self.bridge.space, self.bridge.space.base_config(), overrides, record.seed)
+        seed_aware = self.bridge.space.pruner.seed_aware
+        tags = {
+            "mlflow.parentRunId": self.parent_id,
+            ROLE_TAG: "trial",
+            SWEEP_ID_TAG: self.meta.sweep_id,
+            "spikesweep.sweep": self.meta.name,
+            RUN_KEY_TAG: key,
+            "spikesweep.plan_key": record.plan_key,
+            "spikesweep.trial_id": record.trial_id,
+            "spikesweep.optuna_trial": str(entry.number) if entry is not None else "",
+            "spikesweep.config_hash": record.config_hash,
+            "spikesweep.seed": str(record.seed),
+            "spikesweep.seed_index": str(record.seed_index),
+            "spikesweep.stage": record.stage,
+            STATUS_TAG: TrialStatus.RUNNING,
+            RUN_STATUS_TAG: TrialStatus.RUNNING,
+            LAST_EPOCH_TAG: "-1",
+            "git_commit": self.meta.git_commit,
+            "mlflow.source.git.commit": self.meta.git_commit,
+        }
+        if planned is not None and "arm" in planned.params:
+            tags["spikesweep.arm"] = str(planned.params["arm"])
+        name = f"{record.plan_key}-s{record.seed}" if seed_aware else record.plan_key
+        run = self.client.create_run(self._experiment_id, tags=tags, run_name=name)
+        params = [Param(k, _param_value(v)) for k, v in config.flat().items()]
+        for start in range(0, len(params), _BATCH_PARAMS):
+            self.client.log_batch(run.info.run_id, params=params[start : start + _BATCH_PARAMS])
+        child = self._children[key] = _ChildRun(run.info.run_id, -1, "RUNNING")
+        self.recorder.mlflow_run_ids[key] = run.info.run_id
+        return child
+
+    def _sync(self, record: RunRecord, child: _ChildRun, force: bool = False) -> None:
+        """Log the journal's epochs this run does not hold yet, in batches, with the bookkeeping tags."""
+        from mlflow.entities import Metric, RunTag  # noqa: PLC0415
+
+        pending = [e for e in sorted(record.epochs) if e > child.logged_upto]
+        child.last_flush = time.monotonic()
+        if not pending:
+            return
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(value), now, epoch)
+            for epoch in pending
+            for key, value in record.epochs[epoch].items()
+            if value is not None and math.isfinite(value)
+        ]
+        if record.seed_done and not math.isnan(record.wall_time_s):
+            metrics.append(Metric("wall_time_s", record.wall_time_s, now, pending[-1]))
+        tags = [
+            RunTag(LAST_EPOCH_TAG, str(pending[-1])),
+            RunTag("spikesweep.trial_id", record.trial_id),
+            RunTag("spikesweep.hostname", record.hostname),
+        ]
+        for start in range(0, max(1, len(metrics)), _BATCH_METRICS):
+            last = start + _BATCH_METRICS >= len(metrics)
+            self.client.log_batch(
+                child.run_id, metrics=metrics[start : start + _BATCH_METRICS], tags=tags if last else ()
+            )
+        child.logged_upto = pending[-1]
+
+    def _finish(self, record: RunRecord, child: _ChildRun, trial_status: str) -> None:
+        run_status = TrialStatus.COMPLETE if record.seed_done else trial_status
+        self.client.set_tag(child.run_id, STATUS_TAG, trial_status)
+        self.client.set_tag(child.run_id, RUN_STATUS_TAG, run_status)
+        if trial_status == TrialStatus.RUNNING:  # a finished seed of a running multi-seed trial
+            mlflow_status = "FINISHED"
+        else:
+            mlflow_status = (
+                "FAILED" if trial_status == TrialStatus.FAILED and not record.seed_done else "FINISHED"
+            )
+        if child.status != mlflow_status:
+            self.client.set_terminated(child.run_id, status=mlflow_status)
+            child.status = mlflow_status
+
+
+def _param_value(value: Any) -> str:
+    return "None" if value is None else str(value)

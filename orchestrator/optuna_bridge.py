@@ -1,0 +1,579 @@
+"""One Optuna study per sweep, driven from Ray Tune: a searcher (ask/tell) and a pruning scheduler.
+
+Why not Ray's ``OptunaSearch``: it hard-codes Optuna's ``NopPruner`` (Optuna's pruners never act), tells
+trials stopped by a Ray scheduler as COMPLETE with a low-fidelity value, and leaves a trial RUNNING
+forever when a metric is NaN (orchestration.md). Here the study is the single source of truth:
+
+* :class:`StudyBridge` owns the study (SQLite ``optuna.db`` in the sweep directory, written only by the
+  Tune driver) and an in-memory index of its trials by *plan key* (orchestrator.plan). Every Tune trial
+  is one Optuna trial; a pruned trial is told PRUNED, a failed or non-finite one FAIL, a finished one
+  COMPLETE. NaN never reaches Optuna.
+* :class:`OptunaSearcher` is the Tune ``Searcher``: grid points are enqueued in plan order, random and
+  optuna modes ``ask`` the study's sampler, the confirmation stage is planned from the study once the
+  search stage has finished.
+* :class:`OptunaPruningScheduler` is the Tune ``TrialScheduler``: it reports each epoch (or, with the
+  seed-aware ``wilcoxon`` pruner, each finished seed) to the trial and asks the study's pruner;
+  :class:`StudyReportingASHA` is Ray's ASHA that still records every curve in the study.
+
+Restarts: the searcher's saved state (the Tune-trial → Optuna-trial map) is snapshotted together with
+Tune's experiment state. An Optuna trial created after the last snapshot (the driver was killed) has no
+Tune trial after the restore: it is an *orphan* and is handed out again — same Optuna trial, same plan
+key, so the study and MLflow never hold a duplicate. A Tune trial restarted after it errored gets a new
+Optuna trial ("attempt") with the same params, because Optuna cannot reopen a finished trial.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from orchestrator.plan import PlannedTrial, build_plan, confirm_trials, rank_configs, search_trials_for_config
+from orchestrator.space import Param, SweepSpace
+from orchestrator.sweepdir import SweepDir
+
+__all__ = [
+    "OptunaPruningScheduler",
+    "OptunaSearcher",
+    "StudyBridge",
+    "StudyReportingASHA",
+    "TrialStatus",
+    "build_scheduler",
+    "distributions",
+]
+
+log = logging.getLogger(__name__)
+
+# Keys the trainable adds to each Tune result (besides the engine's per-epoch metrics).
+SEED_KEY = "seed"
+SEED_INDEX_KEY = "seed_index"
+EPOCHS_DONE_KEY = "spikesweep_epochs_done"
+SEED_DONE_KEY = "spikesweep_seed_done"
+COMPLETE_KEY = "spikesweep_complete"
+FAILED_KEY = "spikesweep_failed"
+
+
+class TrialStatus:
+    """Statuses used in ``trials.parquet`` and the MLflow ``spikesweep.status`` tag."""
+
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"
+    FAILED = "FAILED"
+    RUNNING = "RUNNING"
+    PENDING = "PENDING"
+
+    @staticmethod
+    def from_optuna(state: TrialState) -> str:
+        return {
+            TrialState.COMPLETE: TrialStatus.COMPLETE,
+            TrialState.PRUNED: TrialStatus.PRUNED,
+            TrialState.FAIL: TrialStatus.FAILED,
+        }.get(state, TrialStatus.RUNNING)
+
+
+def distributions(space: SweepSpace) -> dict[str, BaseDistribution]:
+    """Optuna distributions of the varied values (the arm is a categorical ``arm`` param)."""
+    return {p.key: _distribution(p) for p in space.all_params()}
+
+
+def _distribution(param: Param) -> BaseDistribution:
+    if param.kind in ("grid", "choice"):
+        return CategoricalDistribution(list(param.values))
+    if param.kind == "int":
+        return IntDistribution(int(param.low), int(param.high), step=int(param.step or 1), log=param.log)
+    return FloatDistribution(float(param.low), float(param.high), step=param.step, log=param.log)
+
+
+@dataclass
+class _Entry:
+    """What the bridge knows about one Optuna trial."""
+
+    number: int
+    trial_id: int
+    planned: PlannedTrial
+    state: TrialState
+    value: float | None = None
+    attempt: int = 1
+    seed_values: dict[int, float] = field(default_factory=dict)
+    """Seed-aware trials: step (seed index) → that seed's final metric."""
+    reported: set[int] = field(default_factory=set)
+    """Steps already reported (a resumed trial replays the epochs after its last checkpoint)."""
+
+
+class StudyBridge:
+    """The sweep's Optuna study plus the bookkeeping that ties it to Tune trials.
+
+    Shared by the searcher, the scheduler and the driver's callbacks inside one pickle (Ray Tune
+    pickles the Tuner's config once and restores it on ``Tuner.restore``), so the study connection is
+    opened lazily and dropped when pickled.
+    """
+
+    def __init__(self, space: SweepSpace, sweep_dir: SweepDir) -> None:
+        self.space = space
+        self.sweep_dir = sweep_dir
+        self.tune_to_number: dict[str, int] = {}
+        self._study: optuna.Study | None = None
+        self._entries: dict[int, _Entry] | None = None
+        self._latest: dict[str, int] = {}
+        self._pruned: set[int] = set()
+        self._orphans: list[int] | None = None
+        self._repeats: list[PlannedTrial] = []
+        self._search_finished = False
+        self._epochs = space.base_config().epochs
+        self._fixed: list[PlannedTrial] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for transient in ("_study", "_entries", "_orphans", "_fixed"):
+            state[transient] = None
+        state["_latest"], state["_pruned"], state["_repeats"] = {}, set(), []
+        state["tune_to_number"] = {}
+        return state
+
+    # ----------------------------------------------------------------------------------------------
+    # the study
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            storage = optuna.storages.RDBStorage(
+                self.sweep_dir.optuna_url, engine_kwargs={"connect_args": {"timeout": 60}}
+            )
+            self._study = optuna.create_study(
+                storage=storage,
+                study_name=self.space.name,
+                direction="maximize" if self.space.metric_mode == "max" else "minimize",
+                sampler=self._sampler(),
+                pruner=self._pruner(),
+                load_if_exists=True,
+            )
+            self._study.set_user_attr("metric", self.space.metric)
+            self._study.set_user_attr("space_hash", self.space.space_hash())
+        return self._study
+
+    def _sampler(self) -> optuna.samplers.BaseSampler:
+        search = self.space.search
+        if search.mode == "optuna" and search.sampler == "tpe":
+            samples = int(search.samples or 1)
+            startup = search.n_startup_trials
+            if startup is None:
+                startup = max(2, min(10, samples // 3))
+            return optuna.samplers.TPESampler(
+                seed=search.sampler_seed, n_startup_trials=startup, multivariate=True, constant_liar=True
+            )
+        return optuna.samplers.RandomSampler(seed=search.sampler_seed)
+
+    def _pruner(self) -> optuna.pruners.BasePruner:
+        spec = self.space.pruner
+        options = dict(spec.options)
+        if spec.name == "median":
+            return optuna.pruners.MedianPruner(**options)
+        if spec.name == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner(**options)
+        if spec.name == "hyperband":
+            if options.get("max_resource") is None:
+                options["max_resource"] = self._epochs
+            return optuna.pruners.HyperbandPruner(**options)
+        if spec.name == "wilcoxon":
+            return optuna.pruners.WilcoxonPruner(**options)
+        return optuna.pruners.NopPruner()
+
+    def _index(self) -> dict[int, _Entry]:
+        """The in-memory view of the study, built once; the driver is the only writer after that."""
+        if self._entries is None:
+            self._entries = {}
+            for frozen in self.study.get_trials(deepcopy=False):
+                attrs = frozen.user_attrs
+                if "plan_key" not in attrs:
+                    continue
+                entry = _Entry(
+                    number=frozen.number,
+                    trial_id=frozen._trial_id,
+                    planned=PlannedTrial.from_config(attrs),
+                    state=frozen.state,
+                    value=frozen.value,
+                    attempt=int(attrs.get("attempt", 1)),
+                )
+                entry.reported = {int(step) for step in frozen.intermediate_values}
+                if self.space.pruner.seed_aware:
+                    entry.seed_values = {int(k): float(v) for k, v in frozen.intermediate_values.items()}
+                self._entries[frozen.number] = entry
+                previous = self._latest.get(entry.planned.plan_key)
+                if previous is None or previous < frozen.number:
+                    self._latest[entry.planned.plan_key] = frozen.number
+        return self._entries
+
+    def entries(self) -> list[_Entry]:
+        return sorted(self._index().values(), key=lambda e: e.number)
+
+    def latest_entries(self) -> list[_Entry]:
+        """The newest attempt of every plan key, in creation order."""
+        index = self._index()
+        return sorted((index[n] for n in self._latest.values()), key=lambda e: e.number)
+
+    def entry_for_tune_trial(self, tune_trial_id: str) -> _Entry | None:
+        number = self.tune_to_number.get(tune_trial_id)
+        return None if number is None else self._index().get(number)
+
+    @property
+    def fixed(self) -> list[PlannedTrial]:
+        """The trials planned up front (grid mode), in plan order."""
+        if self._fixed is None:
+            self._fixed = build_plan(self.space).fixed
+        return self._fixed
+
+    # ----------------------------------------------------------------------------------------------
+    # creating trials
+    def _create(self, planned: PlannedTrial, tune_trial_id: str, attempt: int = 1) -> _Entry:
+        attrs = {**planned.to_config(), "attempt": attempt, "tune_trial_id": tune_trial_id}
+        self.study.enqueue_trial(planned.params, user_attrs=attrs)
+        trial = self.study.ask(distributions(self.space))
+        entry = _Entry(trial.number, trial._trial_id, planned, TrialState.RUNNING, attempt=attempt)
+        self._index()[trial.number] = entry
+        self._latest[planned.plan_key] = trial.number
+        self.tune_to_number[tune_trial_id] = trial.number
+        return entry
+
+    def _trial(self, entry: _Entry) -> optuna.trial.Trial:
+        """A live handle on a RUNNING trial (Optuna has no public lookup by number for that)."""
+        return optuna.trial.Trial(self.study, entry.trial_id)
+
+    def _sample_new(self, tune_trial_id: str, config_index: int) -> _Entry:
+        """Ask the sampler for a new configuration; its first search seed becomes this trial."""
+        trial = self.study.ask(distributions(self.space))
+        params = dict(trial.params)
+        planned = search_trials_for_config(
+            self.space, self.space.base_config(), f"o{config_index:04d}", params, self._search_stage()
+        )
+        first, rest = planned[0], planned[1:]
+        for key, value in {**first.to_config(), "attempt": 1, "tune_trial_id": tune_trial_id}.items():
+            trial.set_user_attr(key, value)
+        entry = _Entry(trial.number, trial._trial_id, first, TrialState.RUNNING)
+        self._index()[trial.number] = entry
+        self._latest[first.plan_key] = trial.number
+        self.tune_to_number[tune_trial_id] = trial.number
+        self._repeats.extend(rest)
+        return entry
+
+    def _search_stage(self) -> str:
+        return "grid" if self.space.search.mode == "grid" and not self.space.confirm else "search"
+
+    def _find_orphans(self) -> list[int]:
+        """Optuna trials left RUNNING (or WAITING) that no restored Tune trial owns."""
+        if self._orphans is None:
+            owned = set(self.tune_to_number.values())
+            for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                # Enqueued but never asked (the driver died in between): ask it now so it holds params.
+                if frozen.user_attrs.get("plan_key"):
+                    trial = self.study.ask(distributions(self.space))
+                    self._entries = None  # re-index with the newly running trial
+                    log.info("recovered enqueued Optuna trial %d", trial.number)
+            self._orphans = [
+                e.number
+                for e in self.entries()
+                if e.state == TrialState.RUNNING
+                and e.number not in owned
+                and self._latest.get(e.planned.plan_key) == e.number
+            ]
+        return self._orphans
+
+    def _missing_repeats(self) -> list[PlannedTrial]:
+        """Search seeds of sampled configurations that have no trial yet (lost with a killed driver)."""
+        if self.space.pruner.seed_aware or len(self.space.search.seeds) < 2:
+            return []
+        base = self.space.base_config()
+        missing = []
+        by_config: dict[str, _Entry] = {}
+        for entry in self.latest_entries():
+            if entry.planned.plan_key.startswith("o"):
+                by_config.setdefault(entry.planned.plan_key.split("s")[0], entry)
+        for prefix, entry in by_config.items():
+            for planned in search_trials_for_config(
+                self.space, base, prefix, entry.planned.params, entry.planned.stage
+            ):
+                if planned.plan_key not in self._latest:
+                    missing.append(planned)
+        return missing
+
+    def next_trial(self, tune_trial_id: str) -> dict[str, Any] | None | str:
+        """The config of the next Tune trial, ``None`` to wait, or ``Searcher.FINISHED``."""
+        orphans = self._find_orphans()
+        if orphans:
+            entry = self._index()[orphans.pop(0)]
+            self.tune_to_number[tune_trial_id] = entry.number
+            self._trial(entry).set_user_attr("tune_trial_id", tune_trial_id)
+            log.info("handing out orphaned Optuna trial %d (%s) again", entry.number, entry.planned.plan_key)
+            return entry.planned.to_config()
+        if not self._search_finished:
+            planned = self._next_search_trial(tune_trial_id)
+            if planned is not None:
+                return planned
+            self._search_finished = True
+        if self.space.confirm:
+            return self._next_confirm_trial(tune_trial_id)
+        return Searcher.FINISHED
+
+    def _next_search_trial(self, tune_trial_id: str) -> dict[str, Any] | None:
+        self._index()
+        if self.space.search.mode == "grid":
+            for planned in self.fixed:
+                if planned.plan_key not in self._latest:
+                    return self._create(planned, tune_trial_id).planned.to_config()
+            return None
+        if not self._repeats:
+            self._repeats = self._missing_repeats()
+        if self._repeats:
+            return self._create(self._repeats.pop(0), tune_trial_id).planned.to_config()
+        sampled = {k.split("s")[0] for k in self._latest if k.startswith("o")}
+        if len(sampled) < int(self.space.search.samples or 0):
+            return self._sample_new(tune_trial_id, len(sampled)).planned.to_config()
+        return None
+
+    def _next_confirm_trial(self, tune_trial_id: str) -> dict[str, Any] | None | str:
+        planned = self._confirm_plan()
+        if planned is None:
+            return None  # the ranking needs every search trial finished
+        for trial in planned:
+            if trial.plan_key not in self._latest:
+                return self._create(trial, tune_trial_id).planned.to_config()
+        return Searcher.FINISHED
+
+    def _confirm_plan(self) -> list[PlannedTrial] | None:
+        """The confirmation trials, or None while a search trial is still running."""
+        search = [e for e in self.latest_entries() if e.planned.stage != "confirm"]
+        if any(e.state == TrialState.RUNNING for e in search):
+            return None
+        finished = [e for e in search if e.state == TrialState.COMPLETE]
+        ranking = rank_configs(
+            ((e.planned.config_hash, e.planned.params, e.value) for e in finished), self.space.metric_mode
+        )
+        return confirm_trials(self.space, ranking)
+
+    def ranking(self) -> list[Any]:
+        """Configurations ranked by their mean objective over completed trials (all stages)."""
+        finished = [e for e in self.latest_entries() if e.state == TrialState.COMPLETE]
+        if self.space.pruner.seed_aware:
+            values = (
+                (e.planned.config_hash, e.planned.params, v) for e in finished for v in e.seed_values.values()
+            )
+        else:
+            values = ((e.planned.config_hash, e.planned.params, e.value) for e in finished)
+        return rank_configs(values, self.space.metric_mode)
+
+    def is_complete(self) -> bool:
+        """Every planned trial exists and has finished (computed from the study, so valid after a restart)."""
+        self._index()
+        if any(e.state == TrialState.RUNNING for e in self.latest_entries()):
+            return False
+        if self.space.search.mode == "grid":
+            if any(p.plan_key not in self._latest for p in self.fixed):
+                return False
+        else:
+            sampled = {k.split("s")[0] for k in self._latest if k.startswith("o")}
+            if len(sampled) < int(self.space.search.samples or 0) or self._missing_repeats():
+                return False
+        if self.space.confirm:
+            planned = self._confirm_plan()
+            if planned is None or any(p.plan_key not in self._latest for p in planned):
+                return False
+        return True
+
+    # ----------------------------------------------------------------------------------------------
+    # results
+    def _live_entry(self, tune_trial_id: str, config: dict[str, Any] | None) -> _Entry | None:
+        """The running Optuna trial of a Tune trial, opening a new attempt if the last one finished."""
+        entry = self.entry_for_tune_trial(tune_trial_id)
+        if entry is None and config is not None:
+            # A restored Tune trial the saved map does not know (state saved before the map was).
+            number = self._latest.get(config["plan_key"])
+            if number is not None:
+                self.tune_to_number[tune_trial_id] = number
+                entry = self._index()[number]
+        if entry is None:
+            return None
+        if entry.state != TrialState.RUNNING:
+            if entry.state == TrialState.FAIL:
+                log.info("Tune retries %s after it failed: new Optuna attempt", entry.planned.plan_key)
+                entry = self._create(entry.planned, tune_trial_id, attempt=entry.attempt + 1)
+            else:
+                return None  # finished before the driver stopped; the replayed results change nothing
+        return entry
+
+    def report(
+        self, tune_trial_id: str, result: dict[str, Any], config: dict[str, Any], may_prune: bool
+    ) -> bool:
+        """Record one Tune result in the study; return True if the configured pruner says stop."""
+        entry = self._live_entry(tune_trial_id, config)
+        if entry is None:
+            return False
+        if self.space.pruner.seed_aware:
+            if not result.get(SEED_DONE_KEY):
+                return False
+            step = int(result[SEED_INDEX_KEY])
+        else:
+            step = int(result.get("epoch", result.get("training_iteration", 1) - 1))
+        value = _finite(result.get(self.space.metric))
+        if value is None:
+            return False  # NaN / inf never reaches Optuna; the trial is told FAIL when it ends
+        if step in entry.reported:
+            return False  # replayed after a resume: already in the study, already judged
+        trial = self._trial(entry)
+        if self.space.pruner.seed_aware:
+            entry.seed_values[step] = value
+        trial.report(value, step)
+        entry.reported.add(step)
+        if result.get(COMPLETE_KEY):
+            return False  # the last step: nothing left to save by stopping
+        if not (may_prune and entry.planned.stage != "confirm" and self.space.pruner.is_optuna):
+            return False
+        if trial.should_prune():
+            self._pruned.add(entry.number)
+            return True
+        return False
+
+    def complete(self, tune_trial_id: str, result: dict[str, Any] | None, error: bool) -> str | None:
+        """Tell the study how a Tune trial ended; returns the status told (None if already told)."""
+        entry = self._live_entry(tune_trial_id, None)
+        if entry is None:
+            return None
+        result = result or {}
+        reason = ""
+        if error:
+            state, reason = TrialState.FAIL, "the trial raised (see Ray Tune's error file)"
+        elif result.get(FAILED_KEY):
+            state, reason = TrialState.FAIL, str(result[FAILED_KEY])
+        elif result.get(COMPLETE_KEY):
+            state = TrialState.COMPLETE
+        elif not result:
+            state, reason = TrialState.FAIL, "stopped before it reported a result"
+        else:
+            state = TrialState.PRUNED  # stopped early: by our pruner, or by ASHA
+        value = self._final_value(entry, result) if state == TrialState.COMPLETE else None
+        if state == TrialState.COMPLETE and value is None:
+            state, reason = TrialState.FAIL, f"non-finite {self.space.metric}"
+        self._tell(entry, state, value, reason)
+        return TrialStatus.from_optuna(state)
+
+    def _final_value(self, entry: _Entry, result: dict[str, Any]) -> float | None:
+        if self.space.pruner.seed_aware:
+            values = [v for _, v in sorted(entry.seed_values.items())]
+            return sum(values) / len(values) if len(values) == len(entry.planned.seeds) else None
+        return _finite(result.get(self.space.metric))
+
+    def _tell(self, entry: _Entry, state: TrialState, value: float | None, reason: str = "") -> None:
+        if reason:
+            self._trial(entry).set_user_attr("fail_reason", reason)
+        if state == TrialState.COMPLETE:
+            self.study.tell(entry.number, value, skip_if_finished=True)
+        else:
+            self.study.tell(entry.number, state=state, skip_if_finished=True)
+        entry.state = state
+        entry.value = value
+        log.debug("told Optuna trial %d: %s %s", entry.number, state.name, value)
+
+    def fail_leftovers(self, reason: str) -> int:
+        """Tell FAIL to every trial still RUNNING (only called when the whole sweep has ended)."""
+        count = 0
+        for entry in self.entries():
+            if entry.state == TrialState.RUNNING:
+                self._tell(entry, TrialState.FAIL, None, reason)
+                count += 1
+        return count
+
+    def status_of(self, number: int) -> str:
+        return TrialStatus.from_optuna(self._index()[number].state)
+
+    # ----------------------------------------------------------------------------------------------
+    # persistence of the Tune ↔ Optuna map (snapshotted with Tune's experiment state)
+    def get_state(self) -> dict[str, Any]:
+        return {"tune_to_number": dict(self.tune_to_number)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.tune_to_number = {str(k): int(v) for k, v in state.get("tune_to_number", {}).items()}
+        self._orphans = None
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Ray Tune glue
+
+
+class OptunaSearcher(Searcher):
+    """A Tune searcher whose every suggestion is an Optuna trial of the sweep's study."""
+
+    def __init__(self, bridge: StudyBridge) -> None:
+        super().__init__(metric=bridge.space.metric, mode=bridge.space.metric_mode)
+        self.bridge = bridge
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None | str:
+        return self.bridge.next_trial(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Results are reported to the study by the scheduler (it sees them first and may prune)."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.bridge.complete(trial_id, result, error)
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps(self.bridge.get_state()))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.bridge.set_state(json.loads(Path(checkpoint_path).read_text()))
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        return False  # Tune's ConcurrencyLimiter does it
+
+
+class OptunaPruningScheduler(FIFOScheduler):
+    """Reports every result to the study and stops a trial when the study's Optuna pruner says so."""
+
+    def __init__(self, bridge: StudyBridge) -> None:
+        super().__init__()
+        self.bridge = bridge
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if self.bridge.report(trial.trial_id, result, trial.config, may_prune=True):
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+
+class StudyReportingASHA(ASHAScheduler):
+    """Ray's ASHA deciding, the study recording: trials it stops are told to Optuna as PRUNED."""
+
+    def __init__(self, bridge: StudyBridge, **options: Any) -> None:
+        super().__init__(
+            time_attr=EPOCHS_DONE_KEY,
+            metric=bridge.space.metric,
+            mode=bridge.space.metric_mode,
+            max_t=max(1, bridge.space.base_config().epochs),
+            **options,
+        )
+        self.bridge = bridge
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        self.bridge.report(trial.trial_id, result, trial.config, may_prune=False)
+        if trial.config.get("stage") == "confirm" or result.get(FAILED_KEY) or self.metric not in result:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+def build_scheduler(bridge: StudyBridge) -> TrialScheduler:
+    if bridge.space.pruner.name == "asha":
+        return StudyReportingASHA(bridge, **bridge.space.pruner.options)
+    return OptunaPruningScheduler(bridge)

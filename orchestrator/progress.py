@@ -1,0 +1,132 @@
+"""What the user sees while a sweep runs: a compact trial table every few seconds, one line per ending.
+
+Ray Tune's own reporter prints every config value and Ray bookkeeping column; a sweep here varies a
+handful of keys and cares about one objective, so this table shows the plan key, stage, status, seed,
+epoch, the objective and only the varied values. Running trials come first, then the latest finished.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from ray.tune import Callback
+
+from orchestrator.optuna_bridge import StudyBridge, TrialStatus
+from orchestrator.plan import PlannedTrial
+from orchestrator.results import SweepRecorder
+
+__all__ = ["ProgressTable", "format_table"]
+
+_MAX_ROWS = 16
+
+
+class ProgressTable(Callback):
+    def __init__(
+        self, bridge: StudyBridge, recorder: SweepRecorder, interval_s: float, stream: TextIO | None = None
+    ) -> None:
+        self.bridge = bridge
+        self.recorder = recorder
+        self.interval_s = interval_s
+        self.stream = stream
+        self._last = 0.0
+        self._started = time.monotonic()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["stream"] = None
+        return state
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream or sys.stdout, flush=True)
+
+    def setup(self, **info: Any) -> None:
+        self._started = time.monotonic()
+        self._last = self._started
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            self._print(format_table(self.bridge, self.recorder, trials, now - self._started))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._print(self._ending(trial))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._print(self._ending(trial) + f"  (error file: {trial.error_file})")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._print(format_table(self.bridge, self.recorder, trials, time.monotonic() - self._started))
+
+    def _ending(self, trial: Any) -> str:
+        planned = PlannedTrial.from_config(trial.config)
+        entry = self.bridge.entry_for_tune_trial(trial.trial_id)
+        status = self.bridge.status_of(entry.number) if entry else TrialStatus.FAILED
+        records = self.recorder.runs_of(planned.plan_key)
+        epochs = sum(len(r.epochs) for r in records)
+        value = _value(records[-1].last(), self.bridge.space.metric) if records else "-"
+        return (
+            f"[sweep] {planned.plan_key} {status.lower()} after {epochs} epoch(s): "
+            f"{self.bridge.space.metric} = {value}  ({_params(planned)})"
+        )
+
+
+def format_table(bridge: StudyBridge, recorder: SweepRecorder, trials: list, elapsed_s: float) -> str:
+    space = bridge.space
+    counts: dict[str, int] = {}
+    rows = []
+    for trial in trials:
+        planned = PlannedTrial.from_config(trial.config)
+        entry = bridge.entry_for_tune_trial(trial.trial_id)
+        status = bridge.status_of(entry.number) if entry else TrialStatus.PENDING
+        records = recorder.runs_of(planned.plan_key)
+        if status == TrialStatus.RUNNING and (trial.status != "RUNNING" or not records):
+            status = TrialStatus.PENDING
+        counts[status] = counts.get(status, 0) + 1
+        current = records[-1] if records else None
+        last = current.last() if current else None
+        epoch = f"{int(last['epoch']) + 1}/{space.base_config().epochs}" if last else "-"
+        seed = str(current.seed) if current else ",".join(str(s) for s in planned.seeds)
+        rows.append(
+            (
+                status,
+                planned.plan_key,
+                planned.stage,
+                seed,
+                epoch,
+                _value(last, space.metric),
+                _params(planned),
+            )
+        )
+    order = {TrialStatus.RUNNING: 0, TrialStatus.PENDING: 1}
+    rows.sort(key=lambda r: (order.get(r[0], 2), r[1]))
+    shown = rows[:_MAX_ROWS]
+    header = ("status", "trial", "stage", "seed", "epoch", space.metric, "params")
+    widths = [max(len(str(r[i])) for r in [header, *shown]) for i in range(len(header) - 1)]
+    lines = [
+        f"== sweep {space.name}: {len(trials)} trial(s) after {elapsed_s:.0f}s — "
+        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    ]
+    for row in [header, *shown]:
+        lines.append(
+            "  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + str(row[-1])
+        )
+    if len(rows) > len(shown):
+        lines.append(f"  … {len(rows) - len(shown)} more")
+    return "\n".join(lines)
+
+
+def _value(record: dict[str, float] | None, metric: str) -> str:
+    if not record or metric not in record:
+        return "-"
+    return f"{record[metric]:.4g}"
+
+
+def _params(planned: PlannedTrial) -> str:
+    return " ".join(f"{k}={_short(v)}" for k, v in planned.params.items())
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

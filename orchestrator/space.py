@@ -1,0 +1,836 @@
+"""Sweep definitions: the YAML schema of ``search_spaces/*.yaml``, parsed into typed, validated values.
+
+Why a schema of our own instead of handing YAML to Ray Tune: a sweep may run for days on a cluster, so
+every mistake a user can make in the file (an unknown key, a range the wrong way round, a model name
+that does not exist, a GPU fraction that cannot pack) must surface *before* anything launches, with the
+file, the key path and the allowed values in the message. Each varied point is also checked by the
+engine's own :meth:`engine.config.RunConfig.validate`, so a sweep cannot plan a trial that ``spikesweep
+train`` would reject.
+
+A space file, top to bottom (every key but ``name`` is optional)::
+
+    name: smoke                      # default sweep name (directory under --storage)
+    description: ...                 # free text, shown by --dry-run
+    preset: quick                    # engine preset to start from (engine/presets/<name>.yaml)
+    base: {epochs: 3, model: {width: 0.25}}   # run-config keys on top of the preset (nested or dotted)
+    search:
+      mode: grid                     # grid | random | optuna
+      samples: 16                    # random/optuna: configurations to try
+      sampler: tpe                   # optuna mode: tpe | random
+      sampler_seed: 0
+      seeds: 1                       # seeds per configuration in the search stage (first N of `seeds`)
+    parameters:                      # dotted run-config keys → values
+      method.beta: [0.0, 0.5]                          # a list: grid values / categorical choice
+      optim.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}
+      T: {type: int, low: 4, high: 12}
+      sliding.schedule: {type: choice, values: [poly, cosine]}
+      sliding.pow: {type: uniform, low: 1.0, high: 5.0}
+    arms:                            # named sets of overrides, crossed with `parameters`
+      - {name: full, set: {}}
+      - {name: no_hsv, set: {method.static_channel: blue}}
+    seeds: [42, 1024, 90210]         # or a count: 3 → [0, 1, 2]
+    confirm: {top_k: 3}              # re-run the best k configurations on every seed (stage "confirm")
+    pruner: {name: median, n_startup_trials: 4}        # none | median | successive_halving |
+                                                       # hyperband | wilcoxon | asha
+    objective: {metric: best_test_top1, mode: max}
+    resources: {cpu: 1, gpu: 0.25}   # per trial; a GPU fraction must divide 1
+    max_concurrent_trials: 4         # default: what the cluster fits
+    max_failures: 2                  # retries of a crashed trial, from its last checkpoint
+    mlflow: {enabled: true, tracking_uri: null, experiment: null}
+    progress: {interval_s: 30}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.config import RunConfig, all_keys, flatten
+from engine.errors import ConfigError
+
+__all__ = [
+    "ARM_KEY",
+    "PARAM_TYPES",
+    "PRUNERS",
+    "SEARCH_MODES",
+    "Arm",
+    "ConfirmSpec",
+    "MlflowSpec",
+    "Param",
+    "PrunerSpec",
+    "Resources",
+    "SearchSpec",
+    "SpaceError",
+    "SweepSpace",
+    "load_space",
+    "parse_space",
+]
+
+SEARCH_MODES = ("grid", "random", "optuna")
+SAMPLERS = ("tpe", "random")
+PARAM_TYPES = ("choice", "uniform", "loguniform", "int")
+OBJECTIVE_MODES = ("max", "min")
+ARM_KEY = "arm"
+"""The name under which the chosen arm appears among a trial's varied keys and Optuna params."""
+
+# Pruner name → its options and their defaults. ``None`` as a default means "derived from the run"
+# (e.g. the epoch count). ``asha`` is Ray's scheduler; every other one is Optuna's own pruner.
+PRUNERS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "median": {"n_startup_trials": 5, "n_warmup_steps": 0, "interval_steps": 1, "n_min_trials": 1},
+    "successive_halving": {
+        "min_resource": "auto",
+        "reduction_factor": 4,
+        "min_early_stopping_rate": 0,
+        "bootstrap_count": 0,
+    },
+    "hyperband": {"min_resource": 1, "max_resource": None, "reduction_factor": 3, "bootstrap_count": 0},
+    "wilcoxon": {"p_threshold": 0.1, "n_startup_steps": 2},
+    "asha": {"grace_period": 1, "reduction_factor": 4, "brackets": 1},
+}
+
+_TOP_KEYS = (
+    "name",
+    "description",
+    "preset",
+    "base",
+    "search",
+    "parameters",
+    "arms",
+    "seeds",
+    "confirm",
+    "pruner",
+    "objective",
+    "resources",
+    "max_concurrent_trials",
+    "max_failures",
+    "mlflow",
+    "progress",
+)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Keys a resumed sweep may change: they affect neither which trials run nor what they compute.
+_RESUME_SAFE_KEYS = ("description", "progress")
+
+
+class SpaceError(ConfigError):
+    """A problem in a sweep definition; the message names the file, the key path and what is allowed."""
+
+
+# --------------------------------------------------------------------------------------------------
+# typed pieces
+
+
+@dataclass(frozen=True)
+class Param:
+    """One varied run-config key (or the arm choice) and the values it may take."""
+
+    key: str
+    kind: str
+    """``grid`` (explicit list), ``choice``, ``uniform``, ``loguniform`` or ``int``."""
+    values: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.kind in ("grid", "choice") or (self.kind == "int" and not self.log)
+
+    def grid_values(self) -> list[Any]:
+        """Every value of a discrete parameter, in file order (an ``int`` range is expanded)."""
+        if self.kind in ("grid", "choice"):
+            return list(self.values)
+        if self.kind == "int" and self.low is not None and self.high is not None:
+            step = int(self.step or 1)
+            return list(range(int(self.low), int(self.high) + 1, step))
+        raise SpaceError(f"parameter {self.key!r} ({self.kind}) has no finite list of values")
+
+    def boundary_values(self) -> list[Any]:
+        """The values worth validating: every choice, or both ends of a range."""
+        if self.kind in ("grid", "choice"):
+            return list(self.values)
+        low, high = self.low, self.high
+        if self.kind == "int":
+            return [int(low), int(high)]  # type: ignore[arg-type]
+        return [float(low), float(high)]  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        if self.kind in ("grid", "choice"):
+            return "[" + ", ".join(_short(v) for v in self.values) + "]"
+        step = f" step {_short(self.step)}" if self.step else ""
+        scale = " log" if self.log else ""
+        return f"{self.kind} {_short(self.low)}…{_short(self.high)}{step}{scale}"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A named set of run-config overrides (one ablation arm); arms are crossed with the parameters."""
+
+    name: str
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    mode: str = "grid"
+    samples: int | None = None
+    """random/optuna: how many configurations the search stage tries."""
+    sampler: str = "tpe"
+    sampler_seed: int = 0
+    n_startup_trials: int | None = None
+    """TPE's random start-up trials (default: a third of ``samples``, at least 2, at most 10)."""
+    seeds: tuple[int, ...] = ()
+    """Seeds every configuration runs on in the search stage."""
+
+
+@dataclass(frozen=True)
+class ConfirmSpec:
+    top_k: int
+
+
+@dataclass(frozen=True)
+class PrunerSpec:
+    name: str = "none"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_optuna(self) -> bool:
+        return self.name not in ("none", "asha")
+
+    @property
+    def seed_aware(self) -> bool:
+        """``wilcoxon``: a trial runs one configuration over all seeds; steps are seeds, not epochs."""
+        return self.name == "wilcoxon"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+    def as_ray(self) -> dict[str, float]:
+        return {"cpu": self.cpu, "gpu": self.gpu}
+
+
+@dataclass(frozen=True)
+class MlflowSpec:
+    enabled: bool = True
+    tracking_uri: str | None = None
+    """``None``: SQLite in the sweep directory (``sqlite:///<sweep>/mlflow.db``)."""
+    experiment: str | None = None
+    """``None``: the sweep name."""
+
+
+@dataclass(frozen=True)
+class SweepSpace:
+    """A validated sweep definition."""
+
+    path: Path
+    name: str
+    description: str
+    preset: str | None
+    base_overrides: dict[str, Any]
+    """Flat dotted-key overrides on top of the preset (or the RunConfig defaults)."""
+    search: SearchSpec
+    parameters: tuple[Param, ...]
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...]
+    confirm: ConfirmSpec | None
+    pruner: PrunerSpec
+    metric: str
+    metric_mode: str
+    resources: Resources
+    max_concurrent_trials: int | None
+    max_failures: int
+    mlflow: MlflowSpec
+    progress_interval_s: float
+    raw: dict[str, Any]
+    """The parsed YAML, for hashing and for the copy kept in the sweep directory."""
+
+    # ----------------------------------------------------------------------------------------------
+    def base_config(self) -> RunConfig:
+        """The run config every trial starts from (preset, then ``base``), progress bars off."""
+        config = load_preset(self.preset, self.path) if self.preset else RunConfig()
+        overrides = {**self.base_overrides, "progress": False}
+        return config.with_overrides(overrides, source=f"{self.path}: base")
+
+    def all_params(self) -> tuple[Param, ...]:
+        """The parameters plus the arm choice (as a categorical ``arm`` parameter) when arms exist."""
+        if not self.arms:
+            return self.parameters
+        kind = "grid" if self.search.mode == "grid" else "choice"
+        arm = Param(key=ARM_KEY, kind=kind, values=tuple(a.name for a in self.arms))
+        return (arm, *self.parameters)
+
+    def varied_keys(self) -> list[str]:
+        """Run-config keys the sweep changes between trials (arm overrides included), sorted."""
+        keys = {p.key for p in self.parameters}
+        for arm in self.arms:
+            keys.update(arm.overrides)
+        return sorted(keys)
+
+    def overrides_for(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Run-config overrides of one point: its arm's overrides, then the parameter values."""
+        overrides: dict[str, Any] = {}
+        if ARM_KEY in params:
+            overrides.update(self.arm(params[ARM_KEY]).overrides)
+        overrides.update({k: v for k, v in params.items() if k != ARM_KEY})
+        return overrides
+
+    def arm(self, name: str) -> Arm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise SpaceError(f"{self.path}: unknown arm {name!r}; arms: {', '.join(a.name for a in self.arms)}")
+
+    def grid_points(self) -> Iterator[dict[str, Any]]:
+        """The cross product of every discrete parameter, in file order (last key varies fastest)."""
+        params = self.all_params()
+        for combo in itertools.product(*(p.grid_values() for p in params)):
+            yield {p.key: v for p, v in zip(params, combo, strict=True)}
+
+    def grid_size(self) -> int:
+        return math.prod(len(p.grid_values()) for p in self.all_params())
+
+    def max_T(self) -> int:
+        """The largest time-step count any trial can have (fixes the ``alpha_*`` columns of the results)."""
+        base_T = self.base_config().T
+        candidates = [base_T]
+        for param in self.parameters:
+            if param.key == "T":
+                candidates.extend(int(v) for v in param.boundary_values())
+        for arm in self.arms:
+            if "T" in arm.overrides:
+                candidates.append(int(arm.overrides["T"]))
+        return max(candidates)
+
+    def canonical(self) -> dict[str, Any]:
+        """The definition as data, without keys that may change on resume (used for the space hash)."""
+        return {k: v for k, v in self.raw.items() if k not in _RESUME_SAFE_KEYS}
+
+    def space_hash(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+
+
+def load_space(path: str | Path) -> SweepSpace:
+    """Read and validate a space file; :class:`SpaceError` names the file, key path and allowed values."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"search-space file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpaceError(f"{path}: not valid YAML: {exc}") from None
+    return parse_space(raw, path)
+
+
+def parse_space(raw: Any, path: str | Path = "<space>") -> SweepSpace:
+    """Validate an already-loaded mapping (``path`` is used in messages and to find relative files)."""
+    return _Parser(Path(path)).parse(raw)
+
+
+def load_preset(name: str, source: Path | str = "<space>") -> RunConfig:
+    """The engine preset ``engine/presets/<name>.yaml`` as a RunConfig (error names the space file)."""
+    from engine.config import list_presets  # noqa: PLC0415
+
+    if name not in list_presets():
+        raise SpaceError(f"{source}: preset: unknown preset {name!r}; allowed: {', '.join(list_presets())}")
+    return RunConfig.from_preset(name)
+
+
+class _Parser:
+    """One parse of one file: collects the path for messages, raises on the first structural problem."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, message: str) -> SpaceError:
+        return SpaceError(f"{self.path}: {key}: {message}")
+
+    # ----------------------------------------------------------------------------------------------
+    def parse(self, raw: Any) -> SweepSpace:
+        if not isinstance(raw, dict):
+            raise SpaceError(
+                f"{self.path}: a search space must be a mapping of keys, got {type(raw).__name__}"
+            )
+        self._check_keys(raw, _TOP_KEYS, "")
+        name = raw.get("name", self.path.stem)
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise self.fail("name", f"{name!r} must be a name of letters, digits, '_', '.' or '-'")
+        description = self._typed(raw, "description", str, "", "")
+        preset = raw.get("preset")
+        if preset is not None and not isinstance(preset, str):
+            raise self.fail("preset", f"{preset!r} must be a preset name (a string)")
+        base = raw.get("base") or {}
+        if not isinstance(base, dict):
+            raise self.fail("base", f"must be a mapping of run-config keys, got {base!r}")
+        base_overrides = flatten(base)
+        self._check_config_keys(base_overrides, "base")
+
+        seeds = self._seeds(raw.get("seeds", [42]))
+        parameters = self._parameters(raw.get("parameters") or {}, mode=self._mode(raw))
+        arms = self._arms(raw.get("arms"))
+        pruner = self._pruner(raw.get("pruner"))
+        confirm = self._confirm(raw.get("confirm"), pruner)
+        search = self._search(raw.get("search") or {}, seeds, confirm, pruner, parameters, arms)
+        metric, metric_mode = self._objective(raw.get("objective") or {})
+        resources = self._resources(raw.get("resources") or {})
+        max_concurrent = raw.get("max_concurrent_trials")
+        if max_concurrent is not None and not _is_int(max_concurrent, minimum=1):
+            raise self.fail("max_concurrent_trials", f"{max_concurrent!r} must be an integer ≥ 1")
+        max_failures = raw.get("max_failures", 2)
+        if not _is_int(max_failures, minimum=0):
+            raise self.fail("max_failures", f"{max_failures!r} must be an integer ≥ 0")
+        mlflow = self._mlflow(raw.get("mlflow") or {})
+        progress = raw.get("progress") or {}
+        if not isinstance(progress, dict):
+            raise self.fail("progress", f"must be a mapping, got {progress!r}")
+        self._check_keys(progress, ("interval_s",), "progress")
+        interval = progress.get("interval_s", 30)
+        if not _is_number(interval) or interval <= 0:
+            raise self.fail("progress.interval_s", f"{interval!r} must be a number > 0")
+
+        space = SweepSpace(
+            path=self.path,
+            name=name,
+            description=description.strip(),
+            preset=preset,
+            base_overrides=base_overrides,
+            search=search,
+            parameters=parameters,
+            arms=arms,
+            seeds=seeds,
+            confirm=confirm,
+            pruner=pruner,
+            metric=metric,
+            metric_mode=metric_mode,
+            resources=resources,
+            max_concurrent_trials=max_concurrent,
+            max_failures=max_failures,
+            mlflow=mlflow,
+            progress_interval_s=float(interval),
+            raw=_normalised(raw, name, seeds),
+        )
+        self._check_run_configs(space)
+        return space
+
+    # ----------------------------------------------------------------------------------------------
+    # sections
+    def _mode(self, raw: dict[str, Any]) -> str:
+        search = raw.get("search") or {}
+        if not isinstance(search, dict):
+            raise self.fail("search", f"must be a mapping, got {search!r}")
+        mode = search.get("mode", "grid")
+        if mode not in SEARCH_MODES:
+            raise self.fail(
+                "search.mode", f"{mode!r} is not a search mode; allowed: {', '.join(SEARCH_MODES)}"
+            )
+        return mode
+
+    def _seeds(self, value: Any) -> tuple[int, ...]:
+        if _is_int(value, minimum=1):
+            return tuple(range(value))
+        if not isinstance(value, list) or not value:
+            raise self.fail("seeds", f"{value!r} must be a non-empty list of integers ≥ 0, or a count ≥ 1")
+        for i, seed in enumerate(value):
+            if not _is_int(seed, minimum=0):
+                raise self.fail(f"seeds[{i}]", f"{seed!r} must be an integer ≥ 0")
+        if len(set(value)) != len(value):
+            raise self.fail("seeds", f"{value!r} lists a seed twice")
+        return tuple(value)
+
+    def _parameters(self, value: Any, mode: str) -> tuple[Param, ...]:
+        if not isinstance(value, dict):
+            raise self.fail("parameters", f"must be a mapping of run-config keys to values, got {value!r}")
+        params = []
+        valid = set(all_keys())
+        for key, spec in value.items():
+            where = f"parameters.{key}"
+            if not isinstance(key, str) or key not in valid:
+                raise self.fail(where, _unknown(str(key), sorted(valid), "run-config key"))
+            if key == "seed":
+                raise self.fail(where, "vary seeds with the top-level `seeds:` list, not as a parameter")
+            params.append(self._param(key, spec, where, mode))
+        return tuple(params)
+
+    def _param(self, key: str, spec: Any, where: str, mode: str) -> Param:
+        if isinstance(spec, list):
+            if not spec:
+                raise self.fail(where, "empty list: a parameter needs at least one value")
+            self._check_scalars(spec, where)
+            return Param(key=key, kind="grid" if mode == "grid" else "choice", values=tuple(spec))
+        if not isinstance(spec, dict):
+            raise self.fail(
+                where,
+                f"{spec!r} must be a list of values or a mapping with `type:` ({', '.join(PARAM_TYPES)})",
+            )
+        kind = spec.get("type")
+        if kind not in PARAM_TYPES:
+            raise self.fail(
+                f"{where}.type", f"{kind!r} is not a parameter type; allowed: {', '.join(PARAM_TYPES)}"
+            )
+        if kind == "choice":
+            self._check_keys(spec, ("type", "values"), where)
+            values = spec.get("values")
+            if not isinstance(values, list) or not values:
+                raise self.fail(f"{where}.values", f"{values!r} must be a non-empty list")
+            self._check_scalars(values, f"{where}.values")
+            return Param(key=key, kind="grid" if mode == "grid" else "choice", values=tuple(values))
+        allowed = ("type", "low", "high", "step") + (("log",) if kind == "int" else ())
+        self._check_keys(spec, allowed, where)
+        low, high, step = spec.get("low"), spec.get("high"), spec.get("step")
+        number = _is_int if kind == "int" else _is_number
+        what = "an integer" if kind == "int" else "a number"
+        for name, v in (("low", low), ("high", high)):
+            if not number(v):
+                raise self.fail(f"{where}.{name}", f"{v!r} must be {what}")
+        if low >= high:
+            raise self.fail(where, f"low = {low} must be < high = {high}")
+        log = bool(spec.get("log", False)) or kind == "loguniform"
+        if log and low <= 0:
+            raise self.fail(
+                f"{where}.low", f"{low} must be > 0 for a log-scaled range (log of ≤ 0 is undefined)"
+            )
+        if step is not None:
+            if not number(step) or step <= 0:
+                raise self.fail(f"{where}.step", f"{step!r} must be {what} > 0")
+            if log:
+                raise self.fail(f"{where}.step", "a log-scaled range cannot have a step")
+        if mode == "grid" and kind != "int":
+            raise self.fail(
+                where,
+                f"a continuous range ({kind}) has no grid; in grid mode give a list of values "
+                f"(or an int range), or use search.mode random / optuna",
+            )
+        if mode == "grid" and log:
+            raise self.fail(f"{where}.log", "a log-scaled int range has no grid; give a list of values")
+        return Param(
+            key=key,
+            kind=kind,
+            low=float(low) if kind != "int" else int(low),
+            high=float(high) if kind != "int" else int(high),
+            step=step,
+            log=log,
+        )
+
+    def _arms(self, value: Any) -> tuple[Arm, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not value:
+            raise self.fail("arms", f"{value!r} must be a non-empty list of {{name: ..., set: {{...}}}}")
+        arms = []
+        for i, item in enumerate(value):
+            where = f"arms[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(where, f"{item!r} must be a mapping with `name` and `set`")
+            self._check_keys(item, ("name", "set"), where)
+            name = item.get("name")
+            if not isinstance(name, str) or not _NAME_RE.match(name):
+                raise self.fail(
+                    f"{where}.name", f"{name!r} must be a name of letters, digits, '_', '.' or '-'"
+                )
+            if any(a.name == name for a in arms):
+                raise self.fail(f"{where}.name", f"arm {name!r} is defined twice")
+            overrides = item.get("set") or {}
+            if not isinstance(overrides, dict):
+                raise self.fail(f"{where}.set", f"{overrides!r} must be a mapping of run-config keys")
+            flat = flatten(overrides)
+            self._check_config_keys(flat, f"{where}.set")
+            if "seed" in flat:
+                raise self.fail(f"{where}.set.seed", "arms cannot set the seed; use the top-level `seeds:`")
+            arms.append(Arm(name=name, overrides=flat))
+        return tuple(arms)
+
+    def _pruner(self, value: Any) -> PrunerSpec:
+        if value is None:
+            return PrunerSpec()
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict):
+            raise self.fail("pruner", f"{value!r} must be a pruner name or a mapping with `name`")
+        name = value.get("name", "none")
+        if name not in PRUNERS:
+            raise self.fail("pruner.name", f"{name!r} is not a pruner; allowed: {', '.join(PRUNERS)}")
+        defaults = PRUNERS[name]
+        options = {k: v for k, v in value.items() if k != "name"}
+        self._check_keys(options, tuple(defaults), f"pruner ({name})")
+        merged = {**defaults, **options}
+        for key, v in options.items():
+            where = f"pruner.{key}"
+            if key == "p_threshold":
+                if not _is_number(v) or not 0 < v < 1:
+                    raise self.fail(where, f"{v!r} must be a number in (0, 1)")
+            elif key in ("min_resource", "max_resource"):
+                if not (v == "auto" or _is_int(v, minimum=1)):
+                    raise self.fail(where, f"{v!r} must be an integer ≥ 1 or 'auto'")
+            elif key == "reduction_factor":
+                if not _is_number(v) or v < 2:
+                    raise self.fail(where, f"{v!r} must be a number ≥ 2")
+            elif key in ("brackets", "interval_steps", "grace_period"):
+                if not _is_int(v, minimum=1):
+                    raise self.fail(where, f"{v!r} must be an integer ≥ 1")
+            elif not _is_int(v, minimum=0):
+                raise self.fail(where, f"{v!r} must be an integer ≥ 0")
+        return PrunerSpec(name=name, options=merged)
+
+    def _confirm(self, value: Any, pruner: PrunerSpec) -> ConfirmSpec | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail("confirm", f"{value!r} must be a mapping like {{top_k: 3}}")
+        self._check_keys(value, ("top_k",), "confirm")
+        top_k = value.get("top_k")
+        if not _is_int(top_k, minimum=1):
+            raise self.fail("confirm.top_k", f"{top_k!r} must be an integer ≥ 1")
+        if pruner.seed_aware:
+            raise self.fail(
+                "confirm",
+                "the wilcoxon pruner already runs every configuration over all seeds; "
+                "drop `confirm` or choose another pruner",
+            )
+        return ConfirmSpec(top_k=top_k)
+
+    def _search(
+        self,
+        value: dict[str, Any],
+        seeds: tuple[int, ...],
+        confirm: ConfirmSpec | None,
+        pruner: PrunerSpec,
+        parameters: tuple[Param, ...],
+        arms: tuple[Arm, ...],
+    ) -> SearchSpec:
+        self._check_keys(
+            value, ("mode", "samples", "sampler", "sampler_seed", "n_startup_trials", "seeds"), "search"
+        )
+        mode = value.get("mode", "grid")
+        samples = value.get("samples")
+        if mode == "grid":
+            if samples is not None:
+                raise self.fail(
+                    "search.samples", "grid mode runs every point; `samples` is for random/optuna"
+                )
+        elif not _is_int(samples, minimum=1):
+            raise self.fail(
+                "search.samples", f"{samples!r}: {mode} mode needs the number of configurations (≥ 1)"
+            )
+        sampler = value.get("sampler", "tpe" if mode == "optuna" else "random")
+        if mode == "optuna" and sampler not in SAMPLERS:
+            raise self.fail("search.sampler", f"{sampler!r} is not a sampler; allowed: {', '.join(SAMPLERS)}")
+        if mode != "optuna" and "sampler" in value:
+            raise self.fail("search.sampler", f"only optuna mode takes a sampler (mode is {mode})")
+        sampler_seed = value.get("sampler_seed", 0)
+        if not _is_int(sampler_seed, minimum=0):
+            raise self.fail("search.sampler_seed", f"{sampler_seed!r} must be an integer ≥ 0")
+        startup = value.get("n_startup_trials")
+        if startup is not None and not _is_int(startup, minimum=0):
+            raise self.fail("search.n_startup_trials", f"{startup!r} must be an integer ≥ 0")
+        search_seeds = self._search_seeds(value.get("seeds"), seeds, confirm, pruner)
+        if not parameters and not arms:
+            raise self.fail("parameters", "a sweep needs at least one parameter or arm to vary")
+        return SearchSpec(
+            mode=mode,
+            samples=samples,
+            sampler=sampler if mode == "optuna" else "random",
+            sampler_seed=sampler_seed,
+            n_startup_trials=startup,
+            seeds=search_seeds,
+        )
+
+    def _search_seeds(
+        self, value: Any, seeds: tuple[int, ...], confirm: ConfirmSpec | None, pruner: PrunerSpec
+    ) -> tuple[int, ...]:
+        if pruner.seed_aware:
+            if value is not None:
+                raise self.fail("search.seeds", "the wilcoxon pruner runs every configuration on all `seeds`")
+            return seeds
+        if value is None:
+            return seeds[:1] if confirm else seeds
+        if not _is_int(value, minimum=1) or value > len(seeds):
+            raise self.fail("search.seeds", f"{value!r} must be a count from 1 to len(seeds) = {len(seeds)}")
+        if confirm and value == len(seeds):
+            raise self.fail(
+                "search.seeds", "with `confirm`, the search stage must use fewer seeds than `seeds`"
+            )
+        return seeds[:value]
+
+    def _objective(self, value: Any) -> tuple[str, str]:
+        if not isinstance(value, dict):
+            raise self.fail(
+                "objective", f"{value!r} must be a mapping like {{metric: best_test_top1, mode: max}}"
+            )
+        self._check_keys(value, ("metric", "mode"), "objective")
+        from engine.training.records import metric_keys  # noqa: PLC0415 — light module, no torch
+
+        metric = value.get("metric", "best_test_top1")
+        allowed = [k for k in metric_keys(1) if not k.startswith("alpha_")]
+        if metric not in allowed:
+            raise self.fail("objective.metric", _unknown(str(metric), allowed, "metric"))
+        mode = value.get("mode", "min" if metric.endswith("loss") else "max")
+        if mode not in OBJECTIVE_MODES:
+            raise self.fail("objective.mode", f"{mode!r}; allowed: {', '.join(OBJECTIVE_MODES)}")
+        return metric, mode
+
+    def _resources(self, value: Any) -> Resources:
+        if not isinstance(value, dict):
+            raise self.fail("resources", f"{value!r} must be a mapping like {{cpu: 1, gpu: 0.25}}")
+        self._check_keys(value, ("cpu", "gpu"), "resources")
+        cpu = value.get("cpu", 1)
+        if not _is_number(cpu) or cpu <= 0:
+            raise self.fail("resources.cpu", f"{cpu!r} must be a number > 0")
+        gpu = value.get("gpu", 0)
+        if not _is_number(gpu) or gpu < 0:
+            raise self.fail("resources.gpu", f"{gpu!r} must be a number ≥ 0")
+        if 0 < gpu < 1 and not _divides_one(gpu):
+            fractions = ", ".join(_short(1 / n) for n in (2, 3, 4, 5, 6, 8))
+            raise self.fail(
+                "resources.gpu",
+                f"{gpu} does not divide 1, so trials cannot pack a GPU evenly; allowed: 1/n "
+                f"(e.g. {fractions}) or a whole number of GPUs",
+            )
+        if gpu > 1 and gpu != int(gpu):
+            raise self.fail("resources.gpu", f"{gpu}: more than one GPU must be a whole number")
+        return Resources(cpu=float(cpu), gpu=float(gpu))
+
+    def _mlflow(self, value: Any) -> MlflowSpec:
+        if not isinstance(value, dict):
+            raise self.fail("mlflow", f"{value!r} must be a mapping")
+        self._check_keys(value, ("enabled", "tracking_uri", "experiment"), "mlflow")
+        enabled = value.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise self.fail("mlflow.enabled", f"{enabled!r} must be true or false")
+        uri = value.get("tracking_uri")
+        if uri is not None and (not isinstance(uri, str) or not uri):
+            raise self.fail("mlflow.tracking_uri", f"{uri!r} must be a tracking URI (e.g. http://host:5000)")
+        experiment = value.get("experiment")
+        if experiment is not None and (not isinstance(experiment, str) or not experiment):
+            raise self.fail("mlflow.experiment", f"{experiment!r} must be an experiment name")
+        return MlflowSpec(enabled=enabled, tracking_uri=uri, experiment=experiment)
+
+    # ----------------------------------------------------------------------------------------------
+    # checks
+    def _check_keys(self, mapping: dict[str, Any], allowed: Iterable[str], where: str) -> None:
+        allowed = tuple(allowed)
+        for key in mapping:
+            if key not in allowed:
+                at = f"{where}.{key}" if where else str(key)
+                raise self.fail(at, _unknown(str(key), list(allowed), "key"))
+
+    def _check_config_keys(self, flat: dict[str, Any], where: str) -> None:
+        valid = all_keys()
+        for key in flat:
+            if key not in valid:
+                raise self.fail(f"{where}.{key}", _unknown(key, valid, "run-config key"))
+
+    def _check_scalars(self, values: list[Any], where: str) -> None:
+        for i, v in enumerate(values):
+            if not (v is None or isinstance(v, bool | int | float | str)):
+                raise self.fail(
+                    f"{where}[{i}]", f"{v!r}: values must be scalars (numbers, strings, true/false)"
+                )
+        if len({json.dumps(v) for v in values}) != len(values):
+            raise self.fail(where, f"{values!r} lists a value twice")
+
+    def _typed(self, raw: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+        value = raw.get(key, default)
+        if not isinstance(value, kind):
+            raise self.fail(f"{where}{key}", f"{value!r} must be a {kind.__name__}")
+        return value
+
+    def _check_run_configs(self, space: SweepSpace) -> None:
+        """Every planned point (grid) or every boundary value (ranges) must be a valid run config."""
+        try:
+            base = space.base_config().validate()
+        except ConfigError as exc:
+            raise SpaceError(f"{self.path}: base: {_strip_source(str(exc))}") from None
+        for arm in space.arms:
+            self._validate_point(base, arm.overrides, f"arms[{arm.name}].set")
+        if space.search.mode == "grid":
+            if space.grid_size() > 100_000:
+                raise self.fail("parameters", f"the grid has {space.grid_size()} points; at most 100000")
+            for point in space.grid_points():
+                where = "parameters " + ", ".join(f"{k}={_short(v)}" for k, v in point.items())
+                self._validate_point(base, space.overrides_for(point), where)
+        else:
+            for param in space.parameters:
+                for i, value in enumerate(param.boundary_values()):
+                    where = f"parameters.{param.key}" + (f"[{i}]" if param.kind in ("grid", "choice") else "")
+                    self._validate_point(base, {param.key: value}, where)
+                    for arm in space.arms:
+                        self._validate_point(
+                            base, {**arm.overrides, param.key: value}, f"{where} (arm {arm.name})"
+                        )
+        gpu = space.resources.gpu
+        device = base.device
+        if gpu == 0 and device.startswith("cuda"):
+            raise self.fail(
+                "resources.gpu", f"0, but base device is {device!r}: give trials a GPU or use auto/cpu"
+            )
+        if gpu > 0 and device == "cpu":
+            raise self.fail(
+                "resources.gpu", f"{gpu}, but base device is 'cpu': set base.device to auto or cuda"
+            )
+
+    def _validate_point(self, base: RunConfig, overrides: dict[str, Any], where: str) -> None:
+        try:
+            base.with_overrides(overrides, source="x").validate()
+        except ConfigError as exc:
+            raise SpaceError(f"{self.path}: {where}: {_strip_source(str(exc))}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _normalised(raw: dict[str, Any], name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
+    out = dict(raw)
+    out["name"] = name
+    out["seeds"] = list(seeds)
+    return out
+
+
+def _strip_source(message: str) -> str:
+    """Drop a leading ``x: `` source tag added by RunConfig for overrides we validated ourselves."""
+    return message[3:] if message.startswith("x: ") else message
+
+
+def _unknown(key: str, valid: list[str], what: str) -> str:
+    import difflib  # noqa: PLC0415
+
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"unknown {what} {key!r}{hint}; allowed: {', '.join(valid)}"
+
+
+def _is_int(value: Any, minimum: int | None = None) -> bool:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return ok and (minimum is None or value >= minimum)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _divides_one(fraction: float) -> bool:
+    n = round(1 / fraction)
+    return n >= 1 and abs(n * fraction - 1) < 1e-9
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

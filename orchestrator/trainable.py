@@ -1,0 +1,269 @@
+"""The Ray Tune function trainable: one planned trial = the engine trainer run on its seed(s).
+
+The trainer knows nothing about Ray; this module adapts it. A callback reports every epoch to Tune
+with a checkpoint (``tune.report(metrics, checkpoint=...)``), so a crashed trial is retried from its
+last epoch (``FailureConfig(max_failures)``) and a stopped sweep resumes where it stood. A trial of the
+seed-aware ``wilcoxon`` pruner runs its seeds one after another inside one trial; the checkpoint then
+also records which seeds are done, so a retry continues with the right seed and epoch.
+
+What the Tune checkpoint holds::
+
+    engine/            the trainer's checkpoint of the running seed (absent between two seeds)
+    sweep_state.json   the next seed to run and a summary of every finished seed
+
+Each finished engine run is also exported to ``<sweep>/runs/<plan_key>/seed_<seed>/`` (config, epoch
+records, result, best-epoch weights): the sweep directory is the storage Ray Tune already requires to be
+shared between nodes, and users want the winning weights without re-training.
+
+Reused actors (``TuneConfig(reuse_actors=True)``) run several trials in one process, so everything the
+process keeps is set again at each start (threads, GPU memory bound); the trainer seeds every RNG itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import RunConfig
+from engine.errors import TrainingError
+from orchestrator.optuna_bridge import (
+    COMPLETE_KEY,
+    EPOCHS_DONE_KEY,
+    FAILED_KEY,
+    SEED_DONE_KEY,
+    SEED_INDEX_KEY,
+    SEED_KEY,
+)
+from orchestrator.plan import PlannedTrial
+
+__all__ = ["FAULT_ENV", "FaultSpec", "TrialSetup", "run_trial"]
+
+FAULT_ENV = "SPIKESWEEP_FAULT_ONCE"
+"""``<plan_key>:<epoch>``: the trial with that plan key raises once, just before reporting that epoch.
+
+Read by the driver (not the workers) and passed to the trainable, so it reaches every node. It exists to
+prove that a crashed trial is retried from its checkpoint and ends with the numbers of an undisturbed
+run; nothing else uses it.
+"""
+STATE_FILE = "sweep_state.json"
+ENGINE_DIR = "engine"
+HOSTNAME_KEY = "hostname"
+WALL_TIME_KEY = "run_wall_time_s"
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    plan_key: str
+    epoch: int
+
+    @classmethod
+    def from_env(cls) -> FaultSpec | None:
+        raw = os.environ.get(FAULT_ENV, "").strip()
+        if not raw:
+            return None
+        key, _, epoch = raw.rpartition(":")
+        if not key or not epoch.isdigit():
+            raise ValueError(f"{FAULT_ENV}={raw!r}: expected <plan_key>:<epoch>")
+        return cls(key, int(epoch))
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of a sweep shares (passed once through ``tune.with_parameters``)."""
+
+    base: dict[str, Any]
+    """The base run configuration (``RunConfig.to_dict()``)."""
+    sweep_dir: str
+    metric: str
+    """The sweep's objective key: every result must carry it (Tune checks), even a failure report."""
+    cpus: float
+    gpu_fraction: float
+    fault: FaultSpec | None = None
+
+
+@dataclass
+class _Progress:
+    """Where a trial stands between seeds (the ``sweep_state.json`` of its checkpoint)."""
+
+    next_seed_index: int = 0
+    has_engine: bool = False
+    finished: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, directory: Path | None) -> _Progress:
+        if directory is None or not (directory / STATE_FILE).is_file():
+            return cls()
+        data = json.loads((directory / STATE_FILE).read_text())
+        return cls(**data)
+
+
+def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """Tune entry point (wrapped with ``tune.with_parameters(run_trial, setup=...)``)."""
+    from ray import tune  # noqa: PLC0415 — workers import Ray anyway; keeps this module light to import
+
+    from engine.training import train  # noqa: PLC0415
+
+    planned = PlannedTrial.from_config(config)
+    _bound_resources(setup)
+    # One line per epoch and trial is noise next to the driver's progress table.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    work = Path(tune.get_context().get_trial_dir())
+    work.mkdir(parents=True, exist_ok=True)
+    restored = _restore(tune.get_checkpoint(), work / "restored")
+    progress = _Progress.load(restored)
+    base = RunConfig.from_dict(setup.base)
+    for index in range(progress.next_seed_index, len(planned.seeds)):
+        seed = planned.seeds[index]
+        run_config = base.with_overrides({**planned.overrides, "seed": seed, "progress": False})
+        run_dir = work / f"seed_{seed}"
+        resume = restored / ENGINE_DIR if (restored and progress.has_engine) else None
+        if resume is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        reporter = _Reporter(planned, index, run_config, progress, setup, work)
+        try:
+            result = train(run_config, run_dir, callbacks=[reporter], resume_from=resume)
+        except TrainingError as exc:
+            # Deterministic (a non-finite loss recurs on every retry): end the trial as failed, told
+            # to Optuna as FAIL, instead of burning the retries.
+            failure = {setup.metric: math.nan, **reporter.last_metrics}
+            tune.report({**failure, FAILED_KEY: str(exc), SEED_KEY: seed, SEED_INDEX_KEY: index})
+            return
+        _export_file(run_dir / "result.json", _export_dir(setup, planned, seed) / "result.json")
+        progress = reporter.progress
+        restored = None
+        del result
+
+
+class _Reporter:
+    """The trainer callback: every epoch → one ``tune.report`` with a checkpoint."""
+
+    def __init__(
+        self,
+        planned: PlannedTrial,
+        index: int,
+        config: RunConfig,
+        progress: _Progress,
+        setup: TrialSetup,
+        work: Path,
+    ) -> None:
+        self.planned = planned
+        self.index = index
+        self.seed = planned.seeds[index]
+        self.config = config
+        self.progress = progress
+        self.setup = setup
+        self.stage = work / "tune_checkpoint"
+        self.last_metrics: dict[str, Any] = {}
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float], checkpoint_dir: Path) -> None:
+        from ray import tune  # noqa: PLC0415
+
+        from engine.training.checkpoint import copy_checkpoint  # noqa: PLC0415
+
+        self._maybe_inject_fault(epoch)
+        epochs = self.config.epochs
+        seed_done = epoch == epochs - 1
+        complete = seed_done and self.index == len(self.planned.seeds) - 1
+        wall = _wall_time(checkpoint_dir)
+        summary = {
+            SEED_KEY: self.seed,
+            SEED_INDEX_KEY: self.index,
+            "best_test_top1": metrics["best_test_top1"],
+            "best_epoch": metrics["best_epoch"],
+            "last_test_top1": metrics["test_top1"],
+            "epochs_run": epoch + 1,
+            "wall_time_s": wall,
+        }
+        shutil.rmtree(self.stage, ignore_errors=True)
+        self.stage.mkdir(parents=True)
+        if seed_done:
+            export = _export_dir(self.setup, self.planned, self.seed)
+            run_dir = checkpoint_dir.parent.parent
+            for name in ("config.yaml", "epochs.parquet"):
+                _export_file(run_dir / name, export / name)
+            best = run_dir / "checkpoints" / "best"
+            if best.is_dir():
+                copy_checkpoint(best, export / "best")
+            progress = _Progress(self.index + 1, False, [*self.progress.finished, summary])
+        else:
+            copy_checkpoint(checkpoint_dir, self.stage / ENGINE_DIR)
+            progress = _Progress(self.index, True, list(self.progress.finished))
+        (self.stage / STATE_FILE).write_text(json.dumps(asdict(progress)))
+        report = {
+            **{k: float(v) for k, v in metrics.items()},
+            "epoch": int(metrics["epoch"]),
+            "best_epoch": int(metrics["best_epoch"]),
+            SEED_KEY: self.seed,
+            SEED_INDEX_KEY: self.index,
+            EPOCHS_DONE_KEY: self.index * epochs + epoch + 1,
+            SEED_DONE_KEY: seed_done,
+            COMPLETE_KEY: complete,
+            HOSTNAME_KEY: socket.gethostname(),
+            WALL_TIME_KEY: wall,
+        }
+        self.last_metrics = {k: v for k, v in report.items() if k not in (SEED_DONE_KEY, COMPLETE_KEY)}
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(self.stage)))
+        self.progress = progress
+
+    def _maybe_inject_fault(self, epoch: int) -> None:
+        fault = self.setup.fault
+        if fault is None or fault.plan_key != self.planned.plan_key or fault.epoch != epoch:
+            return
+        marker = Path(self.setup.sweep_dir) / ".faults" / f"{fault.plan_key}-epoch{epoch}"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return  # already raised once
+        os.close(fd)
+        raise RuntimeError(f"injected fault ({FAULT_ENV}) in trial {fault.plan_key} at epoch {epoch}")
+
+
+def _bound_resources(setup: TrialSetup) -> None:
+    """Threads = the trial's CPUs; a fractional GPU bounds this process's share of device memory."""
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(max(1, int(setup.cpus)))
+    if 0 < setup.gpu_fraction < 1 and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(setup.gpu_fraction, torch.cuda.current_device())
+
+
+def _restore(checkpoint: Any, target: Path) -> Path | None:
+    """A local copy of the Tune checkpoint to resume from (None for a fresh trial)."""
+    shutil.rmtree(target, ignore_errors=True)
+    if checkpoint is None:
+        return None
+    checkpoint.to_directory(str(target))
+    return target
+
+
+def _wall_time(checkpoint_dir: Path) -> float:
+    """The run's wall time so far, summed over resumes (kept by the trainer in the checkpoint)."""
+    try:
+        meta = json.loads((checkpoint_dir / "meta.json").read_text())
+        value = float(meta.get("wall_time_s", math.nan))
+    except (OSError, ValueError):
+        value = math.nan
+    return value
+
+
+def _export_dir(setup: TrialSetup, planned: PlannedTrial, seed: int) -> Path:
+    return Path(setup.sweep_dir) / "runs" / planned.plan_key / f"seed_{seed}"
+
+
+def _export_file(source: Path, target: Path) -> None:
+    if not source.is_file():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
