@@ -64,6 +64,8 @@ class TrainerState:
     """Optimiser steps taken so far; the sliding schedule's ``i``."""
     best_test_top1: float
     best_epoch: int
+    wall_time_s: float = 0.0
+    """Wall time of the run up to this checkpoint, summed over resumes."""
 
 
 @dataclass
@@ -99,6 +101,7 @@ def save_checkpoint(
         "global_iteration": state.global_iteration,
         "best_test_top1": state.best_test_top1,
         "best_epoch": state.best_epoch,
+        "wall_time_s": state.wall_time_s,
         "rng": rng_state,
     }
     meta = {
@@ -107,6 +110,7 @@ def save_checkpoint(
         "global_iteration": state.global_iteration,
         "best_test_top1": state.best_test_top1,
         "best_epoch": state.best_epoch,
+        "wall_time_s": state.wall_time_s,
         "config_hash": config.config_hash(exclude=()),
         "last_metrics": dict(records[-1]) if records else {},
         "written_unix": time.time(),
@@ -184,6 +188,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             global_iteration=int(training_state["global_iteration"]),
             best_test_top1=float(training_state["best_test_top1"]),
             best_epoch=int(training_state["best_epoch"]),
+            wall_time_s=float(training_state["wall_time_s"]),
         ),
         rng_state=training_state["rng"],
         records=read_records(directory / RECORDS_FILE),

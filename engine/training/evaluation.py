@@ -9,6 +9,8 @@ once at the end.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,7 @@ from torch import nn
 
 from engine.training.runtime import autocast
 
-__all__ = ["evaluate", "topk_correct"]
+__all__ = ["evaluate", "evaluate_checkpoint", "topk_correct"]
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> torch.Tensor:
@@ -64,4 +66,32 @@ def evaluate(
         "test_top1": 100.0 * top1 / count,
         "test_top5": 100.0 * top5 / count,
         "test_samples": int(count),
+    }
+
+
+def evaluate_checkpoint(
+    path: str | Path, overrides: list[str] | dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Evaluate a checkpoint of either format (:mod:`engine.training.loading`) on its test split.
+
+    Returns the metrics of :func:`evaluate` plus where they came from (checkpoint, format, model, pair).
+    """
+    from engine.data import build_data  # noqa: PLC0415 — heavy imports only when evaluating
+    from engine.training.loading import load_weights, restore_model  # noqa: PLC0415
+    from engine.training.runtime import resolve_device  # noqa: PLC0415
+    from engine.training.trainer import check_config  # noqa: PLC0415
+
+    loaded = load_weights(path, overrides)
+    config = check_config(loaded.config)
+    device = resolve_device(config.device)
+    bundle = build_data(config)
+    model = restore_model(loaded, bundle.num_classes).to(device)
+    metrics = evaluate(model, bundle.test_loader, device, config.precision)
+    return {
+        "checkpoint": str(loaded.path),
+        "source": loaded.source,
+        "model": config.model.name,
+        "pair": config.data.pair,
+        **metrics,
+        **{f"checkpoint_{k}": v for k, v in loaded.info.items()},
     }

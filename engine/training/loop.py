@@ -1,0 +1,163 @@
+"""One training epoch: the per-iteration algorithm of spec §12, with no host synchronisation inside.
+
+Per iteration, for a transfer model:
+
+1. move the event batch ``(x_e, y)`` to the device and augment it (crop, optional DVS-DA);
+2. draw one static image of class ``y_b`` per sample from the static pool and repeat it over T steps
+   on both polarity channels (a view);
+3. replace each static sample by its event sample with probability ``P(i)`` of the sliding schedule at
+   the global iteration ``i`` (computed on the host: a float, not a tensor);
+4. run the two passes (the model resets its neurons before each) and compute the objective;
+5. take one optimiser step.
+
+An event-only baseline (``model.is_transfer`` false) skips 2–3 and trains on events alone.
+
+Every random draw comes from the epoch's generators (:mod:`engine.training.rng`). Loss parts, accuracy
+and a non-finite flag are summed into one device tensor; the host reads it once, after the epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from engine.config import RunConfig
+from engine.data import DataBundle
+from engine.losses import LossSettings, LossTerms, compute_loss, domain_term_enabled
+from engine.sliding import replace_static, replacement_probability
+from engine.static_channel import static_stream
+from engine.training.rng import EpochGenerators
+from engine.training.runtime import autocast
+
+__all__ = ["EpochTrainStats", "TrainLoop"]
+
+# Order of the summed quantities in the device accumulator.
+_SUM_KEYS = ("train_loss", "train_loss_static", "train_loss_event", "train_loss_domain", "train_cka_distance")
+
+
+@dataclass
+class EpochTrainStats:
+    """What one epoch of training produced, read back from the device once."""
+
+    metrics: dict[str, float]
+    """``train_loss`` and its parts, ``train_cka_distance``, ``train_top1`` (percent), ``sliding_p``."""
+    iterations: int
+    samples: int
+    seconds: float
+    finite: bool
+    """False when any iteration's loss was NaN or infinite."""
+
+
+class TrainLoop:
+    """Runs training epochs of ``model`` on ``bundle`` as ``config`` prescribes.
+
+    Args:
+        progress: called once per iteration (advances a progress bar); must not synchronise.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        bundle: DataBundle,
+        config: RunConfig,
+        device: torch.device,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.bundle = bundle
+        self.config = config
+        self.device = device
+        self.transfer = bool(getattr(model, "is_transfer", False))
+        self.settings = LossSettings.from_config(config)
+        self.add_domain = domain_term_enabled(config)
+        self.static_pool = bundle.static_pool.to(device) if self.transfer else None
+        self.iters_per_epoch = len(bundle.train_loader)
+        self.clip_params = [p for p in model.parameters() if p.requires_grad]
+
+    def replacement_p(self, iteration: int) -> float:
+        s = self.config.sliding
+        return replacement_probability(
+            s.schedule, iteration, self.iters_per_epoch, self.config.epochs, pow=s.pow, end_frac=s.end_frac
+        )
+
+    def step(
+        self, frames: Tensor, labels: Tensor, iteration: int, gens: EpochGenerators
+    ) -> tuple[LossTerms, Tensor]:
+        """One optimiser step on one event batch; returns the loss terms and event logits ``[T, B, K]``."""
+        frames = self.bundle.augment(frames, gens.augmentation)
+        model, config = self.model, self.config
+        if self.transfer:
+            assert self.static_pool is not None
+            static = static_stream(self.static_pool.sample(labels, gens.static_pairing), config.T)
+            static, _ = replace_static(static, frames, self.replacement_p(iteration), gens.replacement)
+            with autocast(self.device, config.precision):
+                output = model(static, frames)
+            alpha = model.alpha() if self.settings.regularization else None
+            terms = compute_loss(output, labels, alpha, settings=self.settings, add_domain=self.add_domain)
+            logits_event = output.logits_event
+        else:
+            with autocast(self.device, config.precision):
+                logits_event = model.forward_event(frames)
+            terms = compute_loss(logits_event, labels, settings=self.settings)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        if config.optim.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(self.clip_params, config.optim.clip_grad)
+        self.optimizer.step()
+        return terms, logits_event
+
+    def train_epoch(
+        self,
+        epoch: int,
+        global_iteration: int,
+        gens: EpochGenerators,
+        progress: Callable[[], None] | None = None,
+    ) -> EpochTrainStats:
+        """Train one epoch starting at ``global_iteration`` (= epoch · iterations per epoch)."""
+        self.model.train()
+        self.bundle.set_epoch(epoch)
+        sums = torch.zeros(len(_SUM_KEYS) + 1, dtype=torch.float64, device=self.device)  # + correct
+        samples = iterations = 0
+        p_sum = 0.0
+        start = time.perf_counter()
+        for frames, labels in self.bundle.train_loader:
+            frames = frames.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            iteration = global_iteration + iterations
+            terms, logits_event = self.step(frames, labels, iteration, gens)
+            batch = labels.shape[0]
+            sums += _batch_sums(terms, logits_event, labels, batch)
+            if self.transfer:
+                p_sum += self.replacement_p(iteration)
+            samples += batch
+            iterations += 1
+            if progress is not None:
+                progress()
+        values = sums.tolist()  # the epoch's one device→host transfer
+        seconds = time.perf_counter() - start
+        if iterations == 0:
+            raise ValueError("the train loader yielded no batches")
+        metrics = {key: values[i] / samples for i, key in enumerate(_SUM_KEYS)}
+        metrics["train_top1"] = 100.0 * values[-1] / samples
+        metrics["sliding_p"] = p_sum / iterations if self.transfer else float("nan")
+        if not self.transfer:
+            metrics["train_loss_domain"] = metrics["train_cka_distance"] = float("nan")
+        finite = all(map(_isfinite, values[: len(_SUM_KEYS) - 2]))  # total, static, event
+        return EpochTrainStats(metrics, iterations, samples, seconds, finite)
+
+
+def _batch_sums(terms: LossTerms, logits_event: Tensor, labels: Tensor, batch: int) -> Tensor:
+    """Batch-size-weighted loss parts and the top-1 hit count of the time-averaged event logits."""
+    distance = terms.cka_distance.mean() if terms.cka_distance.numel() else terms.total.new_zeros(())
+    parts = torch.stack([terms.total, terms.static, terms.event, terms.domain, distance]).detach().double()
+    correct = (logits_event.detach().mean(dim=0).argmax(dim=-1) == labels).sum().double()
+    return torch.cat([parts * batch, correct.reshape(1)])
+
+
+def _isfinite(value: float) -> bool:
+    return value == value and value not in (float("inf"), float("-inf"))

@@ -1,0 +1,350 @@
+"""``train(config, run_dir, callbacks=(), resume_from=None) -> RunResult``: one run, start to finish.
+
+A run directory holds::
+
+    config.yaml           the run configuration
+    epochs.parquet        one record per completed epoch (engine.training.records)
+    checkpoints/last/     the newest checkpoint (engine.training.checkpoint)
+    checkpoints/best/     the checkpoint of the epoch with the best test top-1
+    result.json           written when the run ends: completed, failed or interrupted
+
+Order of work, chosen so that nothing is lost and nothing is wasted:
+
+1. validate the configuration (ranges, registry names, what the trainer needs) before reading data;
+2. build data, model and optimiser; restore the checkpoint when resuming;
+3. per epoch: set the learning rate, train, read the epoch's sums once, stop with
+   :class:`~engine.errors.TrainingError` if the loss or the weights are not finite (the previous
+   checkpoint is kept), evaluate, write the checkpoint, then the records, then call the callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.config import NON_SEMANTIC_KEYS, RunConfig
+from engine.errors import ConfigError, TrainingError
+from engine.training.callbacks import Callback
+from engine.training.checkpoint import (
+    TrainerState,
+    copy_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from engine.training.evaluation import evaluate
+from engine.training.loading import build_model
+from engine.training.optim import create_optimizer, lr_at_epoch, set_lr
+from engine.training.records import alpha_keys, metric_keys, write_records
+from engine.training.rng import capture_rng_state, epoch_generators, restore_rng_state, seed_everything
+from engine.training.runtime import PeakMemory, resolve_device
+
+__all__ = ["RunResult", "build_model", "check_config", "train"]
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+RECORDS_FILE = "epochs.parquet"
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run (also written to ``result.json``)."""
+
+    best_test_top1: float
+    best_epoch: int
+    last_test_top1: float
+    epochs_run: int
+    """Completed epochs, including those before a resume."""
+    wall_time_s: float
+    """Wall time of all completed epochs and their evaluation and checkpoints, summed over resumes."""
+    run_dir: Path
+
+
+# --------------------------------------------------------------------------------------------------
+# configuration checks and model construction
+
+
+def check_config(config: RunConfig) -> RunConfig:
+    """All checks that need no data: :meth:`RunConfig.validate` plus what the trainer needs."""
+    config.validate()
+    from engine.models import MODELS  # noqa: PLC0415 — model code only once the names are known good
+
+    problems = []
+    model_cls = MODELS.get(config.model.name)
+    min_size = getattr(model_cls, "min_input_size", 1)
+    if config.data.event_size < min_size:
+        problems.append(
+            f"data.event_size = {config.data.event_size}: model {config.model.name} needs inputs of at "
+            f"least {min_size} px"
+        )
+    if getattr(model_cls, "is_transfer", False) and config.method.domain_loss and config.batch_size < 2:
+        problems.append(
+            f"batch_size = {config.batch_size}: the CKA transfer loss compares samples within a batch, "
+            "so it needs batch_size ≥ 2 (or method.domain_loss = false)"
+        )
+    if problems:
+        raise ConfigError("invalid run configuration:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def _semantic_differences(a: RunConfig, b: RunConfig) -> list[str]:
+    fa, fb = a.flat(), b.flat()
+    return [k for k in fa if k not in NON_SEMANTIC_KEYS and fa[k] != fb.get(k)]
+
+
+# --------------------------------------------------------------------------------------------------
+# the run
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    callbacks: Sequence[Callback] = (),
+    resume_from: str | Path | None = None,
+) -> RunResult:
+    """Train and evaluate one run; see the module docstring for what lands in ``run_dir``.
+
+    Args:
+        config: the run configuration (validated here, before any data is read).
+        run_dir: where the run's files go; created if missing. A fresh run refuses a directory that
+            already holds a checkpoint (resume it instead).
+        callbacks: objects with ``on_epoch_end(epoch, metrics, checkpoint_dir)``, called after each
+            epoch's checkpoint is written (:mod:`engine.training.callbacks`).
+        resume_from: a checkpoint directory (or a run directory, meaning its last checkpoint) to
+            continue from; the configuration must match it except for non-semantic keys (device,
+            paths, workers, progress).
+
+    Raises:
+        ConfigError: invalid configuration, or one that does not match ``resume_from``.
+        TrainingError: a non-finite loss or weights (the last good checkpoint stays), an unreadable
+            checkpoint, or a fresh run pointed at a directory that already holds one.
+    """
+    wall_start = time.perf_counter()
+    check_config(config)
+    run_dir = Path(run_dir)
+    checkpoint = None
+    if resume_from is not None:
+        checkpoint = load_checkpoint(resume_from)
+        differences = _semantic_differences(config, checkpoint.config)
+        if differences:
+            raise ConfigError(
+                f"the configuration differs from the checkpoint at {str(checkpoint.path)!r} in "
+                f"{', '.join(differences)}; a resumed run must keep every key that changes results"
+            )
+    else:
+        _refuse_existing_run(run_dir)
+    device = resolve_device(config.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_dir / CONFIG_FILE, config.to_yaml())
+
+    from engine.data import build_data  # noqa: PLC0415 — heavy imports only when a run starts
+    from engine.training.loop import TrainLoop  # noqa: PLC0415
+
+    bundle = build_data(config)
+    seed_everything(config.seed)
+    model = build_model(config, bundle.num_classes).to(device)
+    optimizer = create_optimizer(model, config)
+    records: list[dict[str, Any]] = []
+    state = TrainerState(epoch=-1, global_iteration=0, best_test_top1=-math.inf, best_epoch=-1)
+    wall_before = 0.0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint.model_state)
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        restore_rng_state(checkpoint.rng_state)
+        records = list(checkpoint.records)
+        state = checkpoint.state
+        wall_before = state.wall_time_s
+        write_records(run_dir / RECORDS_FILE, records, config.T)
+        log.info("resumed %s at epoch %d from %s", run_dir, state.epoch + 1, checkpoint.path)
+
+    loop = TrainLoop(model, optimizer, bundle, config, device)
+    memory = PeakMemory(device)
+    last_dir = run_dir / "checkpoints" / "last"
+    best_dir = run_dir / "checkpoints" / "best"
+    wall_epochs = 0.0
+    status, error = "completed", None
+    try:
+        for epoch in range(state.epoch + 1, config.epochs):
+            epoch_start = time.perf_counter()
+            memory.reset()
+            lr = lr_at_epoch(epoch, config)
+            set_lr(optimizer, lr)
+            with _progress_bar(config, epoch, loop.iters_per_epoch) as advance:
+                stats = loop.train_epoch(
+                    epoch, state.global_iteration, epoch_generators(config.seed, epoch, device), advance
+                )
+            if not stats.finite or not _weights_finite(model):
+                raise TrainingError(
+                    f"non-finite training loss or weights in epoch {epoch} "
+                    f"(train_loss = {stats.metrics['train_loss']}); the run stopped. "
+                    + _last_good(run_dir, state)
+                )
+            test = evaluate(model, bundle.test_loader, device, config.precision)
+            improved = test["test_top1"] > state.best_test_top1
+            wall_epochs = time.perf_counter() - wall_start
+            state = TrainerState(
+                epoch=epoch,
+                global_iteration=state.global_iteration + stats.iterations,
+                best_test_top1=test["test_top1"] if improved else state.best_test_top1,
+                best_epoch=epoch if improved else state.best_epoch,
+                wall_time_s=wall_before + wall_epochs,
+            )
+            record = {
+                "epoch": epoch,
+                **stats.metrics,
+                "test_loss": test["test_loss"],
+                "test_top1": test["test_top1"],
+                "test_top5": test["test_top5"],
+                "best_test_top1": state.best_test_top1,
+                "best_epoch": state.best_epoch,
+                "lr": lr,
+                **_alphas(model, config.T),
+                "epoch_time_s": time.perf_counter() - epoch_start,
+                "samples_per_s": stats.samples / stats.seconds if stats.seconds > 0 else float("nan"),
+                "peak_mem_mb": memory.read_mb(),
+            }
+            records.append({key: record[key] for key in metric_keys(config.T)})
+            save_checkpoint(
+                last_dir,
+                config=config,
+                model=model,
+                optimizer=optimizer,
+                state=state,
+                rng_state=capture_rng_state(),
+                records=records,
+            )
+            if improved:
+                copy_checkpoint(last_dir, best_dir)
+            write_records(run_dir / RECORDS_FILE, records, config.T)
+            _log_epoch(config, records[-1])
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, dict(records[-1]), last_dir)
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by the user"
+        raise
+    except BaseException as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        result = _result(run_dir, records, state)
+        _write_result(run_dir, result, status, error, config, memory.kind)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _refuse_existing_run(run_dir: Path) -> None:
+    try:
+        existing = resolve_checkpoint(run_dir)
+    except TrainingError:
+        return
+    raise TrainingError(
+        f"{str(run_dir)!r} already holds a run (checkpoint {existing}); resume it "
+        f"(`spikesweep train --resume {run_dir}` or train(..., resume_from=...)) or choose another directory"
+    )
+
+
+def _last_good(run_dir: Path, state: TrainerState) -> str:
+    if state.epoch < 0:
+        return "No checkpoint had been written yet."
+    return f"The last good checkpoint (epoch {state.epoch}) is intact at {run_dir / 'checkpoints' / 'last'}."
+
+
+@torch.no_grad()
+def _weights_finite(model: nn.Module) -> bool:
+    """One device→host read: are all parameters and buffers finite?"""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if not tensors:
+        return True
+    flags = torch.stack([torch.isfinite(t).all() for t in tensors])
+    return bool(flags.all())
+
+
+def _alphas(model: nn.Module, T: int) -> dict[str, float]:
+    if not getattr(model, "is_transfer", False):
+        return dict.fromkeys(alpha_keys(T), float("nan"))
+    with torch.no_grad():
+        values = model.alpha().float().tolist()
+    return dict(zip(alpha_keys(T), values, strict=True))
+
+
+def _result(run_dir: Path, records: list[dict[str, Any]], state: TrainerState) -> RunResult:
+    return RunResult(
+        best_test_top1=state.best_test_top1 if records else float("nan"),
+        best_epoch=state.best_epoch,
+        last_test_top1=records[-1]["test_top1"] if records else float("nan"),
+        epochs_run=len(records),
+        wall_time_s=state.wall_time_s,
+        run_dir=run_dir,
+    )
+
+
+def _write_result(
+    run_dir: Path, result: RunResult, status: str, error: str | None, config: RunConfig, memory_kind: str
+) -> None:
+    payload = {
+        "status": status,
+        "error": error,
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "config_hash": config.config_hash(),
+        "peak_mem_kind": memory_kind,
+    }
+    _write_atomic(run_dir / RESULT_FILE, json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    return str(value)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _progress_bar(config: RunConfig, epoch: int, total: int) -> Iterator[Callable[[], object] | None]:
+    """A tqdm bar over one epoch's iterations when ``config.progress``; otherwise nothing."""
+    if not config.progress:
+        yield None
+        return
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def _log_epoch(config: RunConfig, record: dict[str, Any]) -> None:
+    line = (
+        f"epoch {record['epoch'] + 1}/{config.epochs}  loss {record['train_loss']:.4f}  "
+        f"train {record['train_top1']:.1f}%  test {record['test_top1']:.2f}% "
+        f"(top-5 {record['test_top5']:.1f}%)  "
+        f"best {record['best_test_top1']:.2f}% @ {record['best_epoch'] + 1}  P {record['sliding_p']:.3f}  "
+        f"lr {record['lr']:.3g}  {record['samples_per_s']:.0f} samples/s"
+    )
+    if config.progress:
+        from tqdm.auto import tqdm  # noqa: PLC0415
+
+        tqdm.write(line)
+    else:
+        log.info(line)

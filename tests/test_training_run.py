@@ -1,0 +1,206 @@
+"""End-to-end training runs on the built-in nshapes pair (CPU, tiny network).
+
+One uninterrupted reference run is shared by the tests of this module; the others are compared to
+it: an interrupted-and-resumed run (in place, and from a copied checkpoint into a fresh directory, as
+Ray Tune does), a second run with the same seed, a run with another seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.config import RunConfig
+from engine.errors import ConfigError, TrainingError
+from engine.training import train
+from engine.training.checkpoint import load_checkpoint
+from engine.training.optim import lr_at_epoch
+from engine.training.records import TIMING_KEYS, metric_keys, read_records
+
+TINY = {
+    "data.pair": "nshapes",
+    "data.nshapes_classes": 4,
+    "data.nshapes_per_class": 10,
+    "data.event_size": 16,
+    "T": 2,
+    "batch_size": 8,
+    "epochs": 4,
+    "seed": 3,
+    "progress": False,
+    "model.width": 0.0625,
+    "optim.lr": 0.5,
+    "schedule.warmup_epochs": 1,
+    "schedule.warmup_lr": 1e-4,
+    "sliding.pow": 1.0,
+}
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "spikesweep-cache"
+
+
+@pytest.fixture(scope="module")
+def tiny(cache_root) -> RunConfig:
+    return RunConfig().with_overrides({**TINY, "data.cache_root": str(cache_root)})
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory):
+    """An uninterrupted 4-epoch run: (result, records, final model state)."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    result = train(tiny, run_dir)
+    return result, read_records(run_dir / "epochs.parquet"), load_checkpoint(run_dir).model_state
+
+
+class _StopAfter:
+    """A callback that stops the run after ``epoch`` and keeps a copy of that epoch's checkpoint."""
+
+    class Stop(Exception):
+        pass
+
+    def __init__(self, epoch: int, copy_to: Path | None = None) -> None:
+        self.epoch, self.copy_to = epoch, copy_to
+        self.seen: list[tuple[int, dict, Path]] = []
+
+    def on_epoch_end(self, epoch, metrics, checkpoint_dir):
+        self.seen.append((epoch, metrics, checkpoint_dir))
+        if epoch == self.epoch:
+            if self.copy_to is not None:
+                shutil.copytree(checkpoint_dir, self.copy_to)
+            raise self.Stop
+
+
+def _deterministic(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_reference_run_writes_the_contract_layout(reference, tiny):
+    result, rows, _ = reference
+    run_dir = result.run_dir
+    for name in ("config.yaml", "epochs.parquet", "result.json", "checkpoints/last", "checkpoints/best"):
+        assert (run_dir / name).exists(), name
+    assert RunConfig.from_yaml(run_dir / "config.yaml") == tiny
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert list(rows[0]) == metric_keys(tiny.T)
+    for row in rows:
+        for key, value in row.items():
+            assert math.isfinite(value), key
+        assert 0 <= row["test_top1"] <= row["test_top5"] <= 100
+        assert 0 < row["alpha_0"] < 1 and row["peak_mem_mb"] > 0 and row["samples_per_s"] > 0
+    assert [r["sliding_p"] for r in rows] == sorted(r["sliding_p"] for r in rows)  # P grows
+    best = max(rows, key=lambda r: (r["test_top1"], -r["epoch"]))
+    assert (result.best_test_top1, result.best_epoch) == (best["test_top1"], best["epoch"])
+    assert rows[-1]["best_test_top1"] == result.best_test_top1
+    assert result.last_test_top1 == rows[-1]["test_top1"] and result.epochs_run == 4
+    saved = json.loads((run_dir / "result.json").read_text())
+    assert saved["status"] == "completed" and saved["best_test_top1"] == result.best_test_top1
+    assert load_checkpoint(run_dir / "checkpoints" / "best").state.epoch == result.best_epoch
+
+
+def test_lr_records_follow_the_schedule(reference, tiny):
+    _, rows, _ = reference
+    assert rows[0]["lr"] == 1e-4  # epoch 0 trains at warmup_lr
+    peak = 0.5 * 8 / 1024
+    for row in rows[1:]:
+        e = row["epoch"]
+        assert row["lr"] == pytest.approx(1e-5 + 0.5 * (peak - 1e-5) * (1 + math.cos(math.pi * e / 4)))
+        assert row["lr"] == lr_at_epoch(e, tiny)
+
+
+def test_interrupt_and_resume_equals_uninterrupted(reference, tiny, tmp_path):
+    _, ref_rows, ref_weights = reference
+    run_dir, copy = tmp_path / "run", tmp_path / "copied-checkpoint"
+    stop = _StopAfter(epoch=1, copy_to=copy)
+    with pytest.raises(_StopAfter.Stop):
+        train(tiny, run_dir, callbacks=[stop])
+    assert [e for e, _, _ in stop.seen] == [0, 1]
+    assert list(stop.seen[0][1]) == metric_keys(tiny.T)
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "failed"
+    # the first two epochs of a second run with the same seed are the reference's
+    assert _deterministic(read_records(run_dir / "epochs.parquet")) == _deterministic(ref_rows[:2])
+
+    # in place, as `spikesweep train --resume RUN_DIR` does
+    resumed = train(tiny, run_dir, resume_from=run_dir)
+    assert resumed.epochs_run == 4
+    assert _deterministic(read_records(run_dir / "epochs.parquet")) == _deterministic(ref_rows)
+    _assert_same_weights(load_checkpoint(run_dir).model_state, ref_weights)
+
+    # from a copied checkpoint into a fresh directory, as Ray Tune restores a trial
+    fresh = tmp_path / "elsewhere"
+    moved = train(tiny.with_overrides({"progress": True}), fresh, resume_from=copy)
+    assert _deterministic(read_records(fresh / "epochs.parquet")) == _deterministic(ref_rows)
+    _assert_same_weights(load_checkpoint(fresh).model_state, ref_weights)
+    assert moved.best_test_top1 == reference[0].best_test_top1
+
+
+def test_another_seed_differs(reference, tiny, tmp_path):
+    _, ref_rows, _ = reference
+    stop = _StopAfter(epoch=0)
+    with pytest.raises(_StopAfter.Stop):
+        train(tiny.with_overrides({"seed": 4}), tmp_path / "seed4", callbacks=[stop])
+    other = stop.seen[0][1]
+    assert other["train_loss"] != ref_rows[0]["train_loss"]
+
+
+def test_resume_refuses_a_changed_configuration(reference, tiny, tmp_path):
+    with pytest.raises(ConfigError, match="method.beta"):
+        train(tiny.with_overrides({"method.beta": 0.25}), tmp_path / "x", resume_from=reference[0].run_dir)
+
+
+def test_fresh_run_refuses_a_directory_holding_a_run(reference, tiny):
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train(tiny, reference[0].run_dir)
+
+
+def test_bad_config_is_rejected_before_any_data_is_read(tiny, tmp_path):
+    cache = tmp_path / "never-created"
+    bad = [
+        {"epochs": -1},
+        {"T": 0},
+        {"method.beta": -0.5},
+        {"data.traindata_ratio": 1.5},
+        {"optim.lr": float("nan")},
+        {"model.name": "transfer_vgg"},
+        {"data.event_size": 12},  # below what the VGG needs
+        {"batch_size": 1},  # CKA needs two samples
+    ]
+    for overrides in bad:
+        config = tiny.with_overrides({**overrides, "data.cache_root": str(cache)})
+        with pytest.raises(ConfigError):
+            train(config, tmp_path / "run")
+    assert not cache.exists() and not (tmp_path / "run").exists()
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(tiny, tmp_path):
+    # epoch 0 trains at a sane warmup rate; from epoch 1 the rate is absurd and the weights explode
+    config = tiny.with_overrides({"optim.lr": 1e36, "optim.lr_scaling": "none", "epochs": 3})
+    with pytest.raises(TrainingError, match="non-finite.*epoch 1.*epoch 0\\) is intact"):
+        train(config, tmp_path / "run")
+    last = load_checkpoint(tmp_path / "run")
+    assert last.state.epoch == 0 and len(last.records) == 1
+    assert all(torch.isfinite(v).all() for v in last.model_state.values() if v.is_floating_point())
+    assert len(read_records(tmp_path / "run" / "epochs.parquet")) == 1
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["status"] == "failed" and "non-finite" in result["error"]
+
+
+def test_event_only_baseline_trains_on_events(tiny, tmp_path):
+    config = tiny.with_overrides({"model.name": "vgg_snn", "epochs": 1})
+    result = train(config, tmp_path / "baseline")
+    (row,) = read_records(tmp_path / "baseline" / "epochs.parquet")
+    assert result.epochs_run == 1 and math.isfinite(row["train_loss"])
+    assert row["train_loss_static"] == 0.0
+    for key in ("sliding_p", "alpha_0", "train_cka_distance"):
+        assert math.isnan(row[key]), key  # no static stream, no coefficients
