@@ -9,8 +9,8 @@ exactly the N-Caltech101 reader.
 
 What makes a class: the shape of one foreground object (disk, square, triangle, ring, cross, star,
 bar, crescent, hexagon, L-shape), and beyond ten classes also its fill (solid, striped, dotted,
-checkered). Nuisances that keep it from being trivial: position, scale, rotation, colours (with a
-guaranteed luminance contrast), a smooth random background texture, and 0–3 distractor blobs; the
+checkered). Nuisances that keep it from being trivial: position, scale, rotation (±30°), colours (with a
+guaranteed luminance contrast), a smooth random background texture, and 0–2 distractor blobs; the
 events add threshold mismatch and background-activity noise.
 
 Determinism: image ``i`` of class ``c`` depends only on ``(seed, c, i)`` — generating more images per
@@ -31,8 +31,11 @@ from engine.data.saccade import SaccadeConfig, simulate_saccades
 
 __all__ = ["FILLS", "GENERATOR_VERSION", "SHAPES", "NShapesSummary", "class_names", "generate_nshapes"]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 3
 """Bump when the generated content changes, so cached copies are regenerated."""
+
+MAX_ROTATION = np.pi / 6
+"""Objects are rotated by at most ±30°, so orientation-dependent shapes (triangle, L) stay recognisable."""
 
 Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -118,16 +121,16 @@ def render_image(
     for _ in range(3):
         k = rng.uniform(0.02, 0.12, 2) * rng.choice([-1, 1], 2)
         texture += np.sin(2 * np.pi * (k[0] * xx + k[1] * yy) + rng.uniform(0, 2 * np.pi))
-    image = background + 0.06 * texture[..., None] * rng.uniform(0.5, 1.5, 3)
+    image = background + 0.025 * texture[..., None] * rng.uniform(0.5, 1.5, 3)
     # distractor blobs
-    for _ in range(rng.integers(0, 4)):
+    for _ in range(rng.integers(0, 3)):
         cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(0.04, 0.08) * size
         blob = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
         image[blob] = rng.uniform(0.05, 0.95, 3)
     # the object
-    radius = rng.uniform(0.2, 0.32) * size
+    radius = rng.uniform(0.24, 0.34) * size
     cx, cy = rng.uniform(radius, size - radius, 2)
-    angle = rng.uniform(0, 2 * np.pi)
+    angle = rng.uniform(-MAX_ROTATION, MAX_ROTATION)
     dx, dy = (xx - cx) / radius, (yy - cy) / radius
     a = dx * np.cos(angle) + dy * np.sin(angle)
     b = -dx * np.sin(angle) + dy * np.cos(angle)
