@@ -69,6 +69,9 @@ def random_rotation(
 class FrameAugment:
     """Training augmentation of event frames ``[B, T, 2, S, S]`` (spec §7.1/§7.2).
 
+    Call it as ``augment(frames, generator)``; the generator must live on the frames' device
+    (``torch.Generator(device=frames.device)``), so on a GPU no random numbers cross to the host.
+
     Args:
         padding: random-crop padding (4 in every published run); 0 disables the crop.
         dvs_da: add the original ``--DVS-DA`` flip and ±15° rotation after the crop.

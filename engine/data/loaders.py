@@ -167,7 +167,7 @@ def make_loader(
         sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last),
         batch_size=None,
         num_workers=num_workers,
-        pin_memory=pin_memory,
+        pin_memory=pin_memory and torch.cuda.is_available(),  # pinning without a GPU only warns
         worker_init_fn=_SeedWorkers(sampler) if num_workers > 0 else None,
         persistent_workers=False,
     )

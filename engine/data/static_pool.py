@@ -90,5 +90,8 @@ class StaticPool:
         return self.pool_index[self.pool_offset[labels] + pick]
 
     def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One static image ``[B, S, S]`` per event label, same class, from the training split only."""
+        """One static image ``[B, S, S]`` per event label, same class, from the training split only.
+
+        ``generator`` must live on the pool's device (after ``pool.to("cuda")``, a CUDA generator).
+        """
         return self.images[self.sample_indices(labels, generator)]
