@@ -85,6 +85,11 @@ def read_sample_bounds(csv_path: Path) -> list[tuple[int, int]]:
 def _recording(path: Path) -> np.ndarray:
     try:
         raw = read_aedat4(str(path))
+    except ImportError:
+        raise DatasetError(
+            "reading N-Omniglot's AEDAT4 files needs the `aedat` package (tonic.io.read_aedat4 uses it): "
+            "pip install aedat"
+        ) from None
     except Exception as exc:  # the aedat decoder raises plain RuntimeErrors on damaged files
         raise DatasetError(f"corrupt or unreadable AEDAT4 file {path}: {exc}") from None
     events = np.empty(len(raw), dtype=Events)
