@@ -2,16 +2,19 @@
 
 One training step = static pass + event pass + the full objective (TET, regularization, CKA domain
 loss) + backward. Both paths start from the same weights and see the same batches; each is warmed up
-first, then timed over ``--iters`` steps in the same process. Prints both times and the speed-up
+first, then the two are timed alternately, step by step, over ``--iters`` steps in the same process
+(so that load from other processes hits both alike). Prints the median step times and the speed-up
 (reference / fast), plus peak memory on CUDA.
 
     python bench/bench_engine.py                               # small CPU run (width 0.25, B 8)
+    python bench/bench_engine.py --model transfer_scnn --T 12 --batch 16 --classes 1623
     python bench/bench_engine.py --device cuda --width 1 --batch 120 --T 10   # the paper's N-Caltech101 step
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -40,31 +43,40 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(model, batches, settings, args, device) -> tuple[float, float]:
-    """Mean seconds per training step and peak CUDA memory in MiB (0 on CPU)."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+class Trainer:
+    """One model, its optimiser and its training step (forward both streams, objective, backward, step)."""
 
-    def step(xs, xe, y):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            out = model(xs, xe) if model.is_transfer else model(xe)
-            alpha = model.alpha() if model.is_transfer else None
-            terms = compute_loss(out, y, alpha, settings=settings)
-        opt.zero_grad(set_to_none=True)
+    def __init__(self, model, settings, bf16: bool) -> None:
+        self.model, self.settings, self.bf16 = model, settings, bf16
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(self, xs, xe, y) -> None:
+        device_type = xe.device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(xs, xe) if self.model.is_transfer else self.model(xe)
+            alpha = self.model.alpha() if self.model.is_transfer else None
+            terms = compute_loss(out, y, alpha, settings=self.settings)
+        self.optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
-        opt.step()
+        self.optimizer.step()
 
-    for xs, xe, y in batches[: args.warmup]:
-        step(xs, xe, y)
+
+def timed(trainer: Trainer, batch, device: torch.device) -> float:
     _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    for xs, xe, y in batches[args.warmup :]:
-        step(xs, xe, y)
+    trainer.step(*batch)
     _sync(device)
-    elapsed = (time.perf_counter() - start) / args.iters
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
-    return elapsed, peak
+    return time.perf_counter() - start
+
+
+def peak_memory_mib(trainer: Trainer, batch, device: torch.device) -> float:
+    if device.type != "cuda":
+        return 0.0
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    trainer.step(*batch)
+    _sync(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
 
 
 def main() -> None:
@@ -94,21 +106,28 @@ def main() -> None:
         for _ in range(args.warmup + args.iters)
     ]
     settings = LossSettings()
-    t_ref, m_ref = time_steps(reference, batches, settings, args, device)
-    t_fast, m_fast = time_steps(fast, batches, settings, args, device)
+    trainers = {
+        "reference": Trainer(reference, settings, args.bf16),
+        "fast": Trainer(fast, settings, args.bf16),
+    }
+    for batch in batches[: args.warmup]:
+        for trainer in trainers.values():
+            trainer.step(*batch)
+    # Alternate the two paths step by step so that load from other processes hits both alike.
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for batch in batches[args.warmup :]:
+        for name, trainer in trainers.items():
+            times[name].append(timed(trainer, batch, device))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    peak = {name: peak_memory_mib(trainer, batches[0], device) for name, trainer in trainers.items()}
     print(
         f"{args.model} width={args.width} B={args.batch} T={args.T} {S}x{S} on {device}"
-        f"{' bf16' if args.bf16 else ''}: {args.iters} steps after {args.warmup} warm-up"
+        f"{' bf16' if args.bf16 else ''}: median of {args.iters} training steps after {args.warmup} warm-up"
     )
-    print(
-        f"  reference (step_mode='s'): {t_ref * 1e3:9.1f} ms/step"
-        + (f"  peak {m_ref:8.0f} MiB" if m_ref else "")
-    )
-    print(
-        f"  fast      (step_mode='m'): {t_fast * 1e3:9.1f} ms/step"
-        + (f"  peak {m_fast:8.0f} MiB" if m_fast else "")
-    )
-    print(f"  speed-up reference/fast: {t_ref / t_fast:.2f}x")
+    for name, mode in (("reference", "s"), ("fast", "m")):
+        memory = f"  peak {peak[name]:8.0f} MiB" if peak[name] else ""
+        print(f"  {name:9s} (step_mode={mode!r}): {median[name] * 1e3:9.1f} ms/step{memory}")
+    print(f"  speed-up reference/fast: {median['reference'] / median['fast']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ class _SpikeFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return grad_output * ctx.derivative(x, ctx.alpha), None, None
+        return ctx.derivative(x, ctx.alpha).mul_(grad_output), None, None
 
 
 class Surrogate(nn.Module):
@@ -86,11 +86,15 @@ class Surrogate(nn.Module):
 
 @SURROGATES.register("qgate")
 class QGate(Surrogate):
-    """Triangle ``α − α²|x|`` on ``|x| ≤ 1/α`` (the papers' N-Caltech101 and CEP-DVS runs)."""
+    """Triangle ``α − α²|x|`` on ``|x| ≤ 1/α`` (the papers' N-Caltech101 and CEP-DVS runs).
+
+    ``α − α²|x|`` is ≤ 0 exactly where ``|x| ≥ 1/α``, so clamping at 0 is the piecewise formula in
+    fewer kernels.
+    """
 
     @staticmethod
     def derivative(x: Tensor, alpha: float) -> Tensor:
-        return torch.where(x.abs() <= 1.0 / alpha, alpha - alpha * alpha * x.abs(), torch.zeros_like(x))
+        return x.abs().mul_(-alpha * alpha).add_(alpha).clamp_(min=0.0)
 
 
 @SURROGATES.register("backei_gate")
@@ -127,7 +131,7 @@ class Sigmoid(Surrogate):
     @staticmethod
     def derivative(x: Tensor, alpha: float) -> Tensor:
         s = torch.sigmoid(alpha * x)
-        return alpha * s * (1.0 - s)
+        return (1.0 - s).mul_(s).mul_(alpha)
 
 
 def create_surrogate(name: str, alpha: float = 2.0) -> Surrogate:

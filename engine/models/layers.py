@@ -123,24 +123,25 @@ class BatchNorm2d(StepModule, nn.BatchNorm2d):
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, unbiased_var: Tensor, T: int) -> None:
+        """Apply the T momentum updates of T sequential calls, without any host round trip."""
         assert self.running_mean is not None and self.running_var is not None
         assert self.num_batches_tracked is not None
+        rdtype = self.running_mean.dtype
         if self.momentum is None:
-            # Cumulative moving average: the factor depends on the count, so apply the T updates in turn.
+            # Cumulative moving average: the factor 1/count changes every update, so apply them in turn.
             for t in range(T):
                 self.num_batches_tracked.add_(1)
-                factor = 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(mean[t].to(self.running_mean.dtype), factor)
-                self.running_var.lerp_(unbiased_var[t].to(self.running_var.dtype), factor)
+                factor = self.num_batches_tracked.to(rdtype).reciprocal()
+                self.running_mean.lerp_(mean[t].to(rdtype), factor)
+                self.running_var.lerp_(unbiased_var[t].to(rdtype), factor)
             return
         m = float(self.momentum)
-        weights = torch.tensor(
-            [m * (1.0 - m) ** (T - 1 - t) for t in range(T)], dtype=torch.float64, device=mean.device
-        ).to(mean.dtype)
+        # step t's statistic survives the T − 1 − t later updates: weight m (1 − m)^(T−1−t)
+        ages = torch.arange(T - 1, -1, -1, device=mean.device, dtype=torch.float64)
+        weights = (m * (1.0 - m) ** ages).to(mean.dtype)[:, None]
         decay = (1.0 - m) ** T
-        rdtype = self.running_mean.dtype
-        self.running_mean.mul_(decay).add_((weights[:, None] * mean).sum(0).to(rdtype))
-        self.running_var.mul_(decay).add_((weights[:, None] * unbiased_var).sum(0).to(rdtype))
+        self.running_mean.mul_(decay).add_((weights * mean).sum(0).to(rdtype))
+        self.running_var.mul_(decay).add_((weights * unbiased_var).sum(0).to(rdtype))
         self.num_batches_tracked.add_(T)
 
 
