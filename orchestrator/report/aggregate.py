@@ -300,8 +300,10 @@ def _rank(summaries: list[ConfigSummary], metric: str, mode: str) -> list[Config
     sign = -1.0 if mode == "max" else 1.0
 
     def key(s: ConfigSummary):
+        # Ties (and configurations without a result) fall back to the label, so the order does not
+        # depend on which store the trials were read from.
         mean = s.estimates[metric].mean
-        return (0, sign * mean) if _finite(mean) else (1, 0.0)
+        return ((0, sign * mean) if _finite(mean) else (1, 0.0)) + (s.group.label, s.group.config_hash)
 
     ranked = sorted(summaries, key=key)
     for i, s in enumerate(ranked, 1):

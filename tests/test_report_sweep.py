@@ -1,0 +1,188 @@
+"""End to end: a real sweep (Ray Tune, Optuna, MLflow on SQLite, the engine on built-in data) of
+2 configurations × 3 seeds, then ``spikesweep report`` on it.
+
+One sweep is shared by every test in this module (it is the slow part); each test reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from orchestrator.commands import report as report_command
+from orchestrator.report import build_report, load_mlflow, load_sweep_dir
+from orchestrator.report.outputs import comparison_records, summary_records
+
+pytestmark = pytest.mark.slow
+
+SEEDS = [0, 1, 2]
+SPACE = {
+    "name": "report_smoke",
+    "base": {
+        # Small enough for ~1 s per run on a CPU, big enough that seeds differ (a test split of 24).
+        "T": 4,
+        "epochs": 4,
+        "batch_size": 8,
+        "data": {
+            "pair": "nshapes",
+            "event_size": 32,
+            "nshapes_classes": 4,
+            "nshapes_per_class": 12,
+            "train_portion": 0.5,
+        },
+        "model": {"name": "transfer_scnn", "width": 0.5},
+        "optim": {"lr": 0.01, "lr_scaling": "none"},
+        "schedule": {"warmup_epochs": 0},
+    },
+    "search": {"mode": "grid"},
+    "parameters": {"method.beta": [0.0, 0.5]},
+    "seeds": SEEDS,
+    "resources": {"cpu": 1},
+    "max_concurrent_trials": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    import ray
+
+    from orchestrator.driver import run_sweep
+
+    root = tmp_path_factory.mktemp("real")
+    space = root / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("SPIKESWEEP_CACHE", str(root / "cache"))
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        outcome = run_sweep(space, storage=root / "sweeps")
+    finally:
+        ray.shutdown()
+    assert outcome.complete, outcome.statuses
+    return outcome.sweep_dir
+
+
+@pytest.fixture(scope="module")
+def reported(sweep_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    parser = argparse.ArgumentParser()
+    report_command.add_arguments(parser)
+    assert (
+        report_command.run(
+            parser.parse_args([str(sweep_dir), "--baseline", "method.beta=0", "--out", str(out)])
+        )
+        == 0
+    )
+    return out
+
+
+def test_report_writes_markdown_parquet_and_figures(reported):
+    for name in ("report.md", "summary.parquet", "comparisons.parquet", "ablation.tex"):
+        assert (reported / name).is_file(), name
+    for name in ("learning_curves", "sliding_p", "ablation", "alpha"):
+        assert (reported / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    summary = pq.read_table(reported / "summary.parquet").to_pylist()
+    assert sorted(r["label"] for r in summary) == ["method.beta=0", "method.beta=0.5"]
+    assert all(r["n_complete"] == 3 and r["seeds"] == SEEDS for r in summary)
+
+
+def table_row(markdown: str, label: str) -> list[str]:
+    """The cells of the ranked-configuration table row of ``label``."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 6 and cells[1] in (label, f"{label} (baseline)") and re.fullmatch(r"\d+", cells[0]):
+            return cells
+    raise AssertionError(f"no row for {label!r}")
+
+
+def test_report_md_numbers_equal_those_recomputed_from_trials_parquet(sweep_dir, reported):
+    """Recompute each configuration's statistics from trials.parquet with numpy/scipy alone."""
+    rows = pq.read_table(sweep_dir / "trials.parquet").to_pylist()
+    text = (reported / "report.md").read_text()
+    by_beta: dict[float, dict[str, dict[int, float]]] = {}
+    for row in rows:
+        if row["run_status"] != "COMPLETE":
+            continue
+        per = by_beta.setdefault(row["config.method.beta"], {"best": {}, "last": {}})
+        per["best"][row["seed"]] = row["best_test_top1"]
+        per["last"][row["seed"]] = row["last_test_top1"]
+    assert set(by_beta) == {0.0, 0.5}
+    spread = [np.std(list(per["best"].values())) for per in by_beta.values()]
+    assert max(spread) > 0, "every seed scored the same: the CI arithmetic would go untested"
+    for beta, per in by_beta.items():
+        label = f"method.beta={beta:g}"
+        cells = table_row(text, label)
+        assert cells[3:6] == ["3", "0", "0"]  # done, failed, pruned
+        for values, mean_cell, std_cell in (
+            (per["best"], cells[6], cells[7]),
+            (per["last"], cells[8], cells[9]),
+        ):
+            v = np.array([values[s] for s in SEEDS])
+            sem = stats.sem(v)
+            half = 0.0 if sem == 0 else stats.t.ppf(0.975, len(v) - 1) * sem
+            assert mean_cell == f"{v.mean():.2f} ± {half:.2f}"
+            assert std_cell == f"{v.std(ddof=1):.2f}"
+    # The paired difference of β = 0.5 against β = 0, by seed.
+    diff = np.array([by_beta[0.5]["best"][s] - by_beta[0.0]["best"][s] for s in SEEDS])
+    cells = table_row(text, "method.beta=0.5")
+    assert cells[-2].startswith(f"{diff.mean():+.2f}")
+
+
+def test_mlflow_and_parquet_give_the_same_summary(sweep_dir):
+    parquet = load_sweep_dir(sweep_dir)
+    mlflow = load_mlflow(parquet.tracking_uri, parquet.experiment)
+    assert sorted((t.trial_id, t.seed, t.status) for t in mlflow.trials) == sorted(
+        (t.trial_id, t.seed, t.status) for t in parquet.trials
+    )
+    a = build_report(parquet, baseline=["method.beta=0"])
+    b = build_report(mlflow, baseline=["method.beta=0"])
+    for ra, rb in [
+        *zip(summary_records(a), summary_records(b), strict=True),
+        *zip(comparison_records(a), comparison_records(b), strict=True),
+    ]:
+        assert ra.keys() == rb.keys()
+        for key, va in ra.items():
+            vb = rb[key]
+            if isinstance(va, float):
+                assert (math.isnan(va) and math.isnan(vb)) or va == pytest.approx(vb, abs=1e-9), key
+            elif key != "sweep":
+                assert va == vb, key
+    for trial in parquet.trials:
+        pe, pv = parquet.curves.get(trial.key, "test_top1")
+        me, mv = mlflow.curves.get(trial.key, "test_top1")
+        np.testing.assert_array_equal(pe, me)
+        np.testing.assert_allclose(pv, mv)
+
+
+def test_aggregates_sit_under_the_sweep_parent_once(sweep_dir, reported):
+    data = load_sweep_dir(sweep_dir)
+    client = MlflowClient(tracking_uri=data.tracking_uri)
+    exp = client.get_experiment_by_name(data.experiment)
+    parent = client.search_runs([exp.experiment_id], "tags.`spikesweep.role` = 'sweep'")[0]
+    aggregates = client.search_runs([exp.experiment_id], "tags.`spikesweep.role` = 'aggregate'")
+    assert len(aggregates) == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in aggregates} == {parent.info.run_id}
+    assert {r.data.tags["spikesweep.sweep_id"] for r in aggregates} == {
+        parent.data.tags["spikesweep.sweep_id"]
+    }
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/report.md" in artifacts and "report/learning_curves.png" in artifacts
+    # Reporting again (here from MLflow itself) updates the same two runs.
+    parser = argparse.ArgumentParser()
+    report_command.add_arguments(parser)
+    args = ["--mlflow-uri", data.tracking_uri, "--experiment", data.experiment, "--baseline", "method.beta=0"]
+    assert (
+        report_command.run(parser.parse_args([*args, "--out", str(sweep_dir / "again"), "--no-plots"])) == 0
+    )
+    again = client.search_runs([exp.experiment_id], "tags.`spikesweep.role` = 'aggregate'")
+    assert sorted(r.info.run_id for r in again) == sorted(r.info.run_id for r in aggregates)
+    assert all(r.info.status == "FINISHED" for r in client.search_runs([exp.experiment_id]))
