@@ -7,6 +7,9 @@ by a smooth or box-shaped "surrogate" while the forward pass stays the exact, st
 ``torch.autograd.Function`` whose backward is written out in closed form (spec §1.2), so the gradient
 is exactly the published formula and not whatever autograd makes of an approximation.
 
+BrainCog's SigmoidGrad alone fires at ``x ≥ 0``; here every surrogate uses the same strict step, which
+differs only for a potential exactly on the threshold.
+
 α is a fixed number, not a parameter: the original LIF hard-codes ``alpha=2.0, requires_grad=False``
 and the paper never trains it.
 

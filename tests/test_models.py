@@ -12,6 +12,7 @@ from engine.losses import LossSettings, compute_loss
 from engine.models import MODELS, TransferOutput, create_model, list_models, set_step_mode
 from engine.models.layers import BatchNorm2d
 from engine.models.legacy_keys import braincog_neuron_constants, map_braincog_state_dict
+from engine.neurons import BaseNeuron
 from engine.sliding import replace_static
 from engine.static_channel import static_stream
 
@@ -140,9 +141,23 @@ def test_forward_event_runs_only_the_event_branch(name):
 
 def reference_and_fast(name, **kw):
     fast = create_model(name, **kw).double()
+    if "scnn" in name:
+        # Without BatchNorm the small SCNN is nearly silent at initialisation (node1 never fires);
+        # larger weights make every layer spike, so the comparison covers the spiking paths.
+        with torch.no_grad():
+            for p in fast.parameters():
+                p.mul_(3.0)
     reference = create_model(name, step_mode="s", **kw).double()
     reference.load_state_dict(fast.state_dict())
     return reference, fast
+
+
+def record_firing_rates(model) -> list[float]:
+    rates: list[float] = []
+    for module in model.modules():
+        if isinstance(module, BaseNeuron):
+            module.register_forward_hook(lambda m, i, out: rates.append(out.detach().mean().item()))
+    return rates
 
 
 def run_and_backprop(model, x_static, x_event, labels):
@@ -164,9 +179,12 @@ def test_fast_path_equals_reference_path(name):
     torch.manual_seed(1)
     reference, fast = reference_and_fast(name, **SMALL)
     x_static, x_event, labels = inputs(dtype=torch.float64, seed=1)
+    rates = record_firing_rates(reference)
     out_ref = run_and_backprop(reference, x_static, x_event, labels)
     out_fast = run_and_backprop(fast, x_static, x_event, labels)
-    assert all(o.abs().sum() > 0 for o in out_ref)  # the comparison is not between zeros
+    # the comparison is not between silent or saturated networks: every neuron layer fires somewhere
+    assert rates and all(0.0 < r < 1.0 for r in rates), rates
+    assert all(o.std(dim=-2).sum() > 0 for o in out_ref)  # outputs differ across the batch
     for a, b in zip(out_fast, out_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     for (n, p_fast), p_ref in zip(fast.named_parameters(), reference.parameters(), strict=True):
@@ -179,19 +197,6 @@ def test_fast_path_equals_reference_path(name):
     fast.eval()
     with torch.no_grad():
         torch.testing.assert_close(fast.forward_event(x_event), reference.forward_event(x_event))
-
-
-def test_spiking_activity_is_not_degenerate():
-    """The equivalence tests above mean something only if neurons fire in some places and not others."""
-    model = create_model("transfer_vgg_snn", **SMALL)
-    x_static, x_event, _ = inputs()
-    rates = []
-    for block in model.feature:
-        if hasattr(block, "node"):
-            handle = block.node.register_forward_hook(lambda m, i, o: rates.append(o.mean().item()))
-            model.forward_event(x_event)
-            handle.remove()
-    assert all(0.0 < r < 1.0 for r in rates), rates
 
 
 def test_set_step_mode_switches_every_layer():
@@ -358,3 +363,31 @@ def test_other_neurons_build_and_train(neuron):
     compute_loss(model(x_static, x_event), labels, model.alpha()).total.backward()
     if neuron == "plif":
         assert model.node1.w.grad is not None
+
+
+def test_bf16_autocast_training_step_is_finite():
+    model = create_model("transfer_vgg_snn", **SMALL)
+    x_static, x_event, labels = inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x_static, x_event)
+    terms = compute_loss(out, labels, model.alpha())
+    assert terms.total.dtype == torch.float32 and torch.isfinite(terms.total)
+    terms.total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["transfer_vgg_snn", "transfer_resnet18", "transfer_scnn"])
+def test_fast_path_equals_reference_path_on_cuda(name):
+    torch.manual_seed(1)
+    reference, fast = (m.cuda() for m in reference_and_fast(name, **SMALL))
+    x_static, x_event, labels = (t.cuda() for t in inputs(dtype=torch.float64, seed=1))
+    out_ref = run_and_backprop(reference, x_static, x_event, labels)
+    out_fast = run_and_backprop(fast, x_static, x_event, labels)
+    for a, b in zip(out_fast, out_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    for p_fast, p_ref in zip(fast.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-8, atol=1e-11)
+    ref_state = reference.state_dict()
+    for key, value in fast.state_dict().items():
+        torch.testing.assert_close(value, ref_state[key], rtol=1e-10, atol=1e-12, msg=key)
