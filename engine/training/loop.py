@@ -33,7 +33,7 @@ from engine.static_channel import static_stream
 from engine.training.rng import EpochGenerators
 from engine.training.runtime import autocast
 
-__all__ = ["EpochTrainStats", "TrainLoop"]
+__all__ = ["EpochTrainStats", "TrainLoop", "batch_sums"]
 
 # Order of the summed quantities in the device accumulator.
 _SUM_KEYS = ("train_loss", "train_loss_static", "train_loss_event", "train_loss_domain", "train_cka_distance")
@@ -131,7 +131,7 @@ class TrainLoop:
             iteration = global_iteration + iterations
             terms, logits_event = self.step(frames, labels, iteration, gens)
             batch = labels.shape[0]
-            sums += _batch_sums(terms, logits_event, labels, batch)
+            sums += batch_sums(terms, logits_event, labels, batch)
             if self.transfer:
                 p_sum += self.replacement_p(iteration)
             samples += batch
@@ -151,7 +151,7 @@ class TrainLoop:
         return EpochTrainStats(metrics, iterations, samples, seconds, finite)
 
 
-def _batch_sums(terms: LossTerms, logits_event: Tensor, labels: Tensor, batch: int) -> Tensor:
+def batch_sums(terms: LossTerms, logits_event: Tensor, labels: Tensor, batch: int) -> Tensor:
     """Batch-size-weighted loss parts and the top-1 hit count of the time-averaged event logits."""
     distance = terms.cka_distance.mean() if terms.cka_distance.numel() else terms.total.new_zeros(())
     parts = torch.stack([terms.total, terms.static, terms.event, terms.domain, distance]).detach().double()
