@@ -159,3 +159,21 @@ def test_sweep_dir_uses_the_space_mlflow_section_and_a_missing_experiment_only_w
         "MLflow: aggregates not logged: MLflow at" in captured.err and "no experiment 'nope'" in captured.err
     )
     assert (other / "report" / "report.md").is_file()
+
+
+def test_aggregates_go_only_under_this_sweeps_parent(store, tmp_path, capsys):
+    """Another sweep logged to the same experiment: its sweep id does not match the parent's."""
+    _, uri, _ = store
+    other = two_config_sweep("elsewhere").write_dir(tmp_path)
+    (other / "space.yaml").write_text(
+        f"name: elsewhere\nmlflow: {{tracking_uri: '{uri}', experiment: {SWEEP}}}\n"
+    )
+    (other / "sweep.json").write_text('{"sweep_id": "0123456789ab"}')
+    assert load_sweep_dir(other).sweep_id == "0123456789ab"
+    parser = argparse.ArgumentParser()
+    report_command.add_arguments(parser)
+    assert report_command.run(parser.parse_args([str(other), "--no-plots"])) == 0
+    assert (
+        "no parent run tagged spikesweep.role=sweep with spikesweep.sweep_id=0123456789ab"
+        in capsys.readouterr().err
+    )

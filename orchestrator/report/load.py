@@ -122,6 +122,9 @@ class SweepData:
     """MLflow experiment name (the space's ``mlflow.experiment``, by default the sweep name)."""
     experiment_id: str | None = None
     parent_run_id: str | None = None
+    sweep_id: str | None = None
+    """The orchestrator's sweep identity (``sweep.json``, MLflow tag ``spikesweep.sweep_id``): it tells
+    this sweep's parent run apart from another sweep's logged to the same experiment."""
     space: dict[str, Any] | None = None
     """The space file the sweep ran (``space.yaml`` in the sweep directory), when available."""
 
@@ -194,6 +197,7 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     name = sweep_dir.resolve().name
     tracking_uri, experiment = _mlflow_location(sweep_dir, space, name)
     return SweepData(
+        sweep_id=_read_sweep_id(sweep_dir / "sweep.json"),
         name=name,
         source=str(sweep_dir),
         trials=trials,
@@ -245,6 +249,15 @@ def _mlflow_location(sweep_dir: Path, space: dict[str, Any] | None, name: str) -
         return str(section["tracking_uri"]), experiment
     mlflow_db = sweep_dir / "mlflow.db"
     return (f"sqlite:///{mlflow_db.resolve()}" if mlflow_db.is_file() else None), experiment
+
+
+def _read_sweep_id(path: Path) -> str | None:
+    import json
+
+    try:
+        return str(json.loads(path.read_text())["sweep_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _read_space(path: Path) -> dict[str, Any] | None:

@@ -86,7 +86,9 @@ def log_aggregates(
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = report.sweep.experiment or report.sweep.name
     experiment_id = experiment_id or _experiment_id(client, experiment, tracking_uri)
-    parent_id = parent_run_id or _parent_run_id(client, experiment_id, report.sweep.name)
+    parent_id = parent_run_id or _parent_run_id(
+        client, experiment_id, report.sweep.name, report.sweep.sweep_id
+    )
     existing = {
         run.data.tags.get("spikesweep.config_hash"): run
         for run in client.search_runs(
@@ -165,14 +167,17 @@ def _experiment_id(client, name: str, tracking_uri: str) -> str:
     return exp.experiment_id
 
 
-def _parent_run_id(client, experiment_id: str, sweep_name: str) -> str:
-    parents = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{_ROLE_TAG}` = 'sweep'", max_results=50
-    )
+def _parent_run_id(client, experiment_id: str, sweep_name: str, sweep_id: str | None) -> str:
+    """The sweep's parent run: the one with its sweep id when known, else the latest sweep run."""
+    condition = f"tags.`{_ROLE_TAG}` = 'sweep'"
+    if sweep_id:
+        condition += f" and tags.`spikesweep.sweep_id` = '{sweep_id}'"
+    parents = client.search_runs([experiment_id], filter_string=condition, max_results=50)
     if not parents:
+        which = f"tagged {_ROLE_TAG}=sweep" + (f" with spikesweep.sweep_id={sweep_id}" if sweep_id else "")
         raise ReportInputError(
-            f"experiment of sweep {sweep_name!r} has no parent run tagged {_ROLE_TAG}=sweep; aggregates need "
-            "one to nest under (pass --no-mlflow to skip writing to MLflow)"
+            f"the MLflow experiment of sweep {sweep_name!r} has no parent run {which}; aggregates need one "
+            "to nest under (pass --no-mlflow to skip writing to MLflow)"
         )
     return max(parents, key=lambda r: r.info.start_time or 0).info.run_id
 
