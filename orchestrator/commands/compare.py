@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError
     from orchestrator.report.compare import compare_sweeps, comparison_table, write_comparison
-    from orchestrator.report.load import load_mlflow, load_sweep_dir
+    from orchestrator.report.load import load_sweep_dir
+    from orchestrator.report.mlflow_source import load_mlflow
     from orchestrator.report.tables import metric_title
 
     if args.experiment and not args.mlflow_uri:

@@ -67,7 +67,8 @@ def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
 def load_source(sweep: Path | None, experiment: str | None, mlflow_uri: str | None):
     """A sweep directory, or an MLflow experiment; exactly one of the two."""
     from engine.errors import ConfigError
-    from orchestrator.report.load import load_mlflow, load_sweep_dir
+    from orchestrator.report.load import load_sweep_dir
+    from orchestrator.report.mlflow_source import load_mlflow
 
     if sweep is not None and experiment:
         raise ConfigError("give either a sweep directory or --experiment, not both")
