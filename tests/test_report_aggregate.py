@@ -368,3 +368,14 @@ def test_report_command_needs_a_source(monkeypatch):
         run_command(["--experiment", "x"])
     with pytest.raises(SpikesweepError, match="not both"):
         run_command(["somewhere", "--experiment", "x"])
+
+
+def test_cli_prints_bad_input_without_a_traceback(sweep_dir, capsys):
+    from orchestrator.cli import main
+
+    assert main(["report", str(sweep_dir), "--baseline", "method.beta=0.3", "--no-mlflow", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spikesweep report: error: --baseline method.beta=0.3 matches no configuration")
+    assert "Traceback" not in err
+    assert main(["compare", str(sweep_dir)]) == 2
+    assert "compare needs at least two sweeps" in capsys.readouterr().err
