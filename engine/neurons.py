@@ -104,7 +104,9 @@ class BaseNeuron(nn.Module):
     def _step(self, mem: Tensor | float, x: Tensor) -> tuple[Tensor, Tensor]:
         mem = self.charge(mem, x)
         spike = self.surrogate(mem - self.v_th)
-        return spike, mem * (1.0 - spike.detach())
+        # m · (1 − s) with s detached, written as a masked fill: autograd keeps a 1-byte mask per
+        # element instead of the float tensor (1 − s).
+        return spike, mem.masked_fill(spike.detach() > 0, 0.0)
 
     def single_step_forward(self, x: Tensor) -> Tensor:
         spike, self.mem = self._step(self.mem, x)
