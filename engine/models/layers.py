@@ -32,7 +32,6 @@ __all__ = [
     "Flatten",
     "Linear",
     "StepModule",
-    "fold_time",
     "set_step_mode",
 ]
 
@@ -153,8 +152,3 @@ def set_step_mode(module: nn.Module, mode: str) -> nn.Module:
         if isinstance(sub, StepModule | BaseNeuron):
             sub.step_mode = mode
     return module
-
-
-def fold_time(fn, x: Tensor) -> Tensor:
-    """Apply a frame-wise function ``fn`` to ``[T, B, ...]`` by folding time into the batch."""
-    return fn(x.flatten(0, 1)).unflatten(0, x.shape[:2])
