@@ -27,6 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+CRED_EXPIRE_S = 10
+"""Job credential lifetime. A requeued job that starts again sooner is refused by slurmd ("Job credential
+revoked") and FAILS, so :meth:`SlurmCluster.restart_requeued` waits this long before forcing a start."""
 REQUIRED_PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "srun", "sinfo")
 
 
@@ -123,6 +126,21 @@ class SlurmCluster:
             job_id, lambda f: f.get("JobState") in states, timeout, what=f"state in {list(states)}"
         )
 
+    def restart_requeued(self, job_id: str, restarts: int = 1, timeout: float = 90) -> None:
+        """Wait until the job has been requeued ``restarts`` times, then let it start again at once.
+
+        Slurm holds a requeued job back (begin time ~2 min later); ``StartTime=now`` skips that, but only
+        after the old credential has expired (``CRED_EXPIRE_S``), or slurmd refuses the new start.
+        """
+        self.wait_for(
+            job_id,
+            lambda f: f.get("Restarts") == str(restarts) and f.get("JobState") == "PENDING",
+            timeout,
+            what=f"requeue #{restarts}",
+        )
+        time.sleep(CRED_EXPIRE_S + 1)
+        self.run("scontrol", "update", f"jobid={job_id}", "StartTime=now")
+
     def cancel_all(self, timeout: float = 30) -> None:
         ids = self.run("squeue", "-h", "-o", "%i", check=False).stdout.split()
         if ids:
@@ -179,7 +197,7 @@ def _write_conf(cluster: SlurmCluster, ctld_port: int, node_ports: Sequence[int]
                 "SlurmUser=root",
                 "SlurmdUser=root",
                 "AuthType=auth/munge",
-                f"AuthInfo=socket={root / 'munge.socket'},cred_expire=10",
+                f"AuthInfo=socket={root / 'munge.socket'},cred_expire={CRED_EXPIRE_S}",
                 "CredType=cred/munge",
                 f"StateSaveLocation={root / 'state'}",
                 f"SlurmdSpoolDir={root / 'spool'}/%n",

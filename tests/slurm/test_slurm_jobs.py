@@ -1,0 +1,190 @@
+"""The job script on a real (one-machine, multi-slurmd) Slurm: Ray bootstrap, signals, requeue, bad input.
+
+The driver here is ``probe_driver.py`` — a real Ray program called exactly like ``spikesweep sweep`` —
+so that what the bootstrap built (which nodes joined, with which resources and auth) and which process
+the trap signalled can be checked directly. ``test_slurm_sweep.py`` runs the real sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from slurm_cluster import SlurmCluster
+
+from orchestrator.cli import main
+from orchestrator.slurm.render import SweepJob, render_sweep_script, write_job_files
+from orchestrator.slurm.request import SlurmRequest
+from orchestrator.slurm.status import read_events
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+PROBE = Path(__file__).with_name("probe_driver.py")
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
+TINY_SPACE = """\
+name: tiny
+preset: quick
+seeds: [1]
+parameters:
+  method.beta: [0.0, 0.5]
+resources: {cpu: 1}
+"""
+
+
+def probe_job(tmp_path: Path, request: SlurmRequest, name: str) -> Path:
+    """Write the real job files, with the probe as the driver; return the script."""
+    space = tmp_path / f"{name}.yaml"
+    space.write_text(f"name: {name}\n")  # the probe never reads it
+    storage = tmp_path / "sweeps"
+    files = write_job_files(request, space_path=space, name=name, storage=storage)
+    driver = tmp_path / f"{name}-driver"
+    # exec keeps the pid: the process the trap signals is the Python driver itself
+    driver.write_text(f'#!/bin/sh\nexec {sys.executable} {PROBE} "$@"\n')
+    driver.chmod(0o755)
+    job = SweepJob(name, storage, files.space, Path(sys.executable), tmp_path, driver=driver)
+    files.script.write_text(render_sweep_script(request, job))
+    return files.script
+
+
+def sbatch(cluster: SlurmCluster, *args: str, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        ["sbatch", "--parsable", *args], env=env or cluster.env, capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip().split(";")[0]
+
+
+def ray_processes_of(cluster: SlurmCluster) -> list[str]:
+    """Command lines of live processes using this cluster's Ray temp dirs (should be none after a job)."""
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(cluster.ray_tmp_root) in line]
+
+
+def test_three_node_job_boots_one_ray_cluster_from_the_allocation(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    request = SlurmRequest(nodes=3, cpus_per_node=1, time="10:00", join_timeout_s=150)
+    script = probe_job(tmp_path, request, "probe3")
+    job_id = sbatch(slurm_cluster, str(script))  # plain sbatch runs the rendered script as it is
+    fields = slurm_cluster.wait_for_state(job_id, FINAL_STATES, timeout=200)
+    job_dir = script.parent
+    log = (job_dir / f"slurm-{job_id}.out").read_text()
+    assert fields["JobState"] == "COMPLETED", log
+    assert fields["Restarts"] == "0"  # a normal end is not requeued
+
+    report = json.loads((tmp_path / "sweeps" / "probe3" / "probe-0.json").read_text())
+    # every Slurm node joined as its own Ray node, with the CPUs Slurm allocated (1 of the 2 each node has)
+    assert report["nodes"] == {name: {"cpus": 1.0, "gpus": 0.0} for name in ("n1", "n2", "n3")}
+    # a task placed on each Ray node ran on that Slurm node, under token authentication
+    assert report["tasks"] == [{"slurm_node": name, "auth": "token"} for name in ("n1", "n2", "n3")]
+
+    events = [e.message for e in read_events(job_dir)]
+    assert events[0].startswith("start on 3 node(s) n[1-3] (restart 0); Ray head n1, port ")
+    assert re.match(r"ray cluster up at [\d.]+:\d+: 3 node\(s\) joined in \d+ s \(n1, n2, n3\)", events[1])
+    assert events[-1] == "completed: the sweep finished"
+    for node in ("n1", "n2", "n3"):  # each node logged under its Slurm name; Ray was stopped by SIGTERM
+        node_log = (job_dir / f"ray-{job_id}-{node}.log").read_text()
+        assert "received SIGTERM" in node_log, node_log[-2000:]
+    assert not list(job_dir.glob("ray-token-*"))  # the job's auth token is removed at the end
+    assert ray_processes_of(slurm_cluster) == []
+
+    assert main(["slurm", "status", str(tmp_path / "sweeps" / "probe3")]) == 0
+
+
+def test_usr1_reaches_the_driver_which_saves_and_the_job_requeues_and_resumes(
+    slurm_env: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = SlurmRequest(nodes=1, cpus_per_node=1, time="10:00", join_timeout_s=120)
+    script = probe_job(tmp_path, request, "probe1")
+    job_id = sbatch(slurm_env, str(script), env={**slurm_env.env, "PROBE_WAIT_FOR_USR1": "1"})
+    first = tmp_path / "sweeps" / "probe1" / "probe-0.json"
+    slurm_env.wait_for(
+        job_id, lambda f: first.exists() or f.get("JobState") in FINAL_STATES, 150, what="driver"
+    )
+    assert first.exists(), (script.parent / f"slurm-{job_id}.out").read_text()
+
+    # what Slurm does ahead of the time limit (--signal=B:USR1@lead): signal the batch shell only
+    slurm_env.run("scancel", "--batch", "--signal=USR1", job_id)
+    slurm_env.restart_requeued(job_id)
+    fields = slurm_env.wait_for_state(job_id, FINAL_STATES, timeout=200)
+    log = (script.parent / f"slurm-{job_id}.out").read_text()
+    assert fields["JobState"] == "COMPLETED" and fields["Restarts"] == "1", log
+
+    interrupted = json.loads(first.read_text())
+    assert interrupted["signal"] == 10  # SIGUSR1, received by the Python driver process itself
+    events = [e for e in read_events(script.parent)]
+    forwarded = next(e.message for e in events if e.message.startswith("received SIGUSR1"))
+    assert f"to the sweep driver (pid {interrupted['pid']})" in forwarded
+    assert [e.message.split(":")[0] for e in events if e.restart == 0][-1] == "requeue"
+    resumed = json.loads((tmp_path / "sweeps" / "probe1" / "probe-1.json").read_text())
+    assert resumed["restart"] == 1 and resumed["signal"] is None
+    assert [e.message for e in events if e.restart == 1][-1] == "completed: the sweep finished"
+    assert ray_processes_of(slurm_env) == []
+
+    monkeypatch.chdir(tmp_path)
+    (script.parent / "jobs.tsv").write_text(f"2026-01-01 00:00:00\t{job_id}\t{script}\t1 node(s)\n")
+    status = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "slurm", "status", "probe1", "--storage", "sweeps"],
+        env=slurm_env.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"job {job_id}: COMPLETED" in status and "restarts 1" in status
+    assert f"job {job_id} run 1: completed: the sweep finished" in status
+
+
+def test_a_worker_that_never_joins_fails_the_job_naming_its_node(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    request = SlurmRequest(nodes=2, cpus_per_node=1, time="10:00", join_timeout_s=25)
+    script = probe_job(tmp_path, request, "nojoin")
+    job_id = sbatch(slurm_cluster, "--hold", str(script))
+    # n2's Ray temp dir cannot be created (a file is in the way): its `ray start` fails, it never joins
+    (slurm_cluster.ray_tmp_root / f"ray-{job_id}-n2").write_text("in the way")
+    slurm_cluster.run("scontrol", "release", job_id)
+    fields = slurm_cluster.wait_for_state(job_id, FINAL_STATES, timeout=150)
+    job_dir = script.parent
+    assert fields["JobState"] == "FAILED" and fields["ExitCode"] == "1:0"
+    failure = read_events(job_dir)[-1].message
+    assert failure.startswith("failed: Ray node(s) n2 did not join the cluster at ")
+    assert f"within 25 s (joined: n1); see {job_dir}/ray-{job_id}-n2.log" in failure
+    assert "cannot create Ray's temp dir" in (job_dir / f"ray-{job_id}-n2.log").read_text()
+    assert not (tmp_path / "sweeps" / "nojoin" / "probe-0.json").exists()  # the driver never started
+    assert fields["Restarts"] == "0"
+    assert ray_processes_of(slurm_cluster) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "slurm_says", "advice"),
+    [
+        (["--partition", "nope"], "invalid partition specified: nope", "partitions: debug, urgent"),
+        (
+            ["--cpus-per-node", "64"],
+            "Requested node configuration is not available",
+            "no partition can give 1 node(s) with 64 CPU(s) each; partitions here: debug (default): "
+            "3 node(s), 2 CPUs and 4000 MB per node, no GPUs",
+        ),
+        (["--nodes", "5"], "Requested node configuration is not available", "Lower --nodes"),
+        (["--gpus-per-node", "1"], "Invalid generic resource (gres) specification", "Pick a GPU partition"),
+    ],
+)
+def test_refused_requests_show_slurms_message_and_what_to_change(
+    slurm_env: SlurmCluster,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    flags: list[str],
+    slurm_says: str,
+    advice: str,
+) -> None:
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    before = slurm_env.run("squeue", "-h", "-o", "%i").stdout.split()
+    code = main(["slurm", "submit", str(space), "--storage", str(tmp_path / "s"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Slurm refused the job" in err and slurm_says in err and advice in err
+    assert slurm_env.run("squeue", "-h", "-o", "%i").stdout.split() == before  # nothing was queued
