@@ -87,8 +87,13 @@ def run_sweep(
         raise ConfigError(
             f"--resume: there is no sweep at {sweep_dir.root} to resume (no {sweep_dir.meta_path.name})"
         )
-    meta = sweep_dir.check_resumable(space) if existing else sweep_dir.create(space)
+    meta = sweep_dir.check_resumable(space) if existing else None
+    check_datasets(space, plan)  # a missing dataset fails here, not in every trial on the cluster
+    meta = meta or sweep_dir.create(space)
     with _interrupt_on_sigterm(), _ray_cluster(address, stream):
+        import ray  # noqa: PLC0415
+
+        check_cluster_fits(space, ray.cluster_resources())
         tuner, resumed = _tuner(space, sweep_dir, meta, stream)
         print(
             f"[sweep] {'resuming' if resumed else 'starting'} {space.name} in {sweep_dir.root} "
@@ -98,6 +103,61 @@ def run_sweep(
         )
         results = tuner.fit()
     return _conclude(space, sweep_dir, results, resumed or existing, stream)
+
+
+# --------------------------------------------------------------------------------------------------
+# preflight
+
+
+def data_configs(space: SweepSpace, plan: SweepPlan) -> list[Any]:
+    """One run config per distinct ``data`` section the sweep can use (base, arms, data.* values)."""
+    base = space.base_config()
+    candidates: list[dict[str, Any]] = [{}]
+    candidates += [arm.overrides for arm in space.arms]
+    candidates += [t.overrides for t in plan.fixed]
+    for param in space.parameters:
+        if param.key.startswith("data.") and param.kind in ("grid", "choice"):
+            candidates += [{param.key: v} for v in param.values]
+    seen: dict[str, Any] = {}
+    for overrides in candidates:
+        data_only = {k: v for k, v in overrides.items() if k.startswith("data.")}
+        config = base.with_overrides(data_only)
+        seen.setdefault(repr(config.data), config)
+    return list(seen.values())
+
+
+def check_datasets(space: SweepSpace, plan: SweepPlan) -> None:
+    """List every dataset the sweep reads (no decoding); :class:`DatasetError` says what is missing."""
+    from engine.data import load_catalog  # noqa: PLC0415
+
+    for config in data_configs(space, plan):
+        load_catalog(config)
+
+
+def describe_datasets(space: SweepSpace, plan: SweepPlan) -> list[str]:
+    """``--dry-run``'s dataset lines: found (with sizes), generated on first use, or what is missing."""
+    from engine.data import load_catalog  # noqa: PLC0415
+    from engine.errors import DatasetError  # noqa: PLC0415
+
+    lines = []
+    for config in data_configs(space, plan):
+        data = config.data
+        if data.pair == "nshapes" and data.root is None:
+            lines.append(f"  nshapes ({data.nshapes_classes} classes × {data.nshapes_per_class}): built in")
+            continue
+        try:
+            catalog = load_catalog(config)
+        except DatasetError as exc:
+            first = str(exc).splitlines()[0]
+            lines.append(
+                f"  {data.pair}: NOT READY — {first} (`spikesweep data check --pair {data.pair}` explains)"
+            )
+            continue
+        lines.append(
+            f"  {data.pair} at {data.root}: {catalog.num_classes} classes, {len(catalog.train)} train / "
+            f"{len(catalog.test)} test recordings"
+        )
+    return lines
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,6 +251,24 @@ def max_concurrent_trials(space: SweepSpace, cluster: dict[str, float] | None = 
     if space.resources.gpu > 0:
         fits = min(fits, math.floor(cluster.get("GPU", 0.0) / space.resources.gpu + 1e-9))
     return max(1, fits)
+
+
+def local_resources() -> dict[str, float]:
+    import torch  # noqa: PLC0415
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
+
+
+def check_cluster_fits(space: SweepSpace, cluster: dict[str, float]) -> None:
+    """Refuse to launch trials the cluster can never place (Tune would wait for them forever)."""
+    need = space.resources
+    if cluster.get("CPU", 0.0) + 1e-9 < need.cpu or cluster.get("GPU", 0.0) + 1e-9 < need.gpu:
+        raise ConfigError(
+            f"{space.path}: resources: a trial needs {need.cpu:g} CPU and {need.gpu:g} GPU, but the Ray "
+            f"cluster has {cluster.get('CPU', 0.0):g} CPU and {cluster.get('GPU', 0.0):g} GPU in total; "
+            f"lower `resources` or run on a cluster with GPUs (--address)"
+        )
 
 
 @contextlib.contextmanager
@@ -328,12 +406,13 @@ def format_plan(plan: SweepPlan, sweep_dir: SweepDir, address: str | None = None
     lines.append(f"objective: {space.metric} ({space.metric_mode})")
     runs = plan.max_engine_runs()
     lines.append(f"trials: at most {plan.max_trials()} ({runs} engine run(s) of {base.epochs} epochs)")
-    cpus = os.cpu_count() or 1
+    local = local_resources()
     if space.max_concurrent_trials is not None:
         concurrency = str(space.max_concurrent_trials)
     else:
-        fits = max_concurrent_trials(space, {"CPU": float(cpus)})
-        concurrency = f"as many as the cluster fits ({fits} on this machine's {cpus} CPUs)"
+        fits = max_concurrent_trials(space, local)
+        here = f"{local['CPU']:g} CPUs, {local['GPU']:g} GPUs"
+        concurrency = f"as many as the cluster fits ({fits} on this machine: {here})"
 
     gpu = space.resources.gpu
     gpu_text = f"{gpu:g} GPU" + (" (memory bounded to that fraction per trial)" if 0 < gpu < 1 else "")
@@ -347,6 +426,8 @@ def format_plan(plan: SweepPlan, sweep_dir: SweepDir, address: str | None = None
         lines.append(f"mlflow: {uri} (experiment {space.mlflow.experiment or sweep_dir.name!r})")
     else:
         lines.append("mlflow: off")
+    lines.append("datasets:")
+    lines.extend(describe_datasets(space, plan))
     if plan.fixed:
         lines.append("trial plan:")
         shown = plan.fixed[:50]

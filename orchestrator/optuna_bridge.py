@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,9 @@ class StudyBridge:
                 options["max_resource"] = self._epochs
             return optuna.pruners.HyperbandPruner(**options)
         if spec.name == "wilcoxon":
-            return optuna.pruners.WilcoxonPruner(**options)
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.6; we pin Optuna 5.0
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.pruners.WilcoxonPruner(**options)
         return optuna.pruners.NopPruner()
 
     def _index(self) -> dict[int, _Entry]:

@@ -36,6 +36,7 @@ from engine.config import RunConfig
 from engine.training.records import INT_KEYS, alpha_keys, metric_keys
 from orchestrator.optuna_bridge import SEED_DONE_KEY, SEED_INDEX_KEY, SEED_KEY, StudyBridge, TrialStatus
 from orchestrator.plan import PlannedTrial, config_for
+from orchestrator.space import ARM_KEY
 from orchestrator.sweepdir import SweepDir, SweepMeta
 from orchestrator.trainable import HOSTNAME_KEY, WALL_TIME_KEY
 
@@ -228,6 +229,7 @@ _TRIAL_HEAD: list[pa.Field] = [
     pa.field("objective", pa.float64()),
     pa.field("wall_time_s", pa.float64()),
     pa.field("stage", pa.string(), nullable=False),
+    pa.field("arm", pa.string()),
     pa.field("mlflow_run_id", pa.string(), nullable=False),
     pa.field("git_commit", pa.string(), nullable=False),
     pa.field("hostname", pa.string(), nullable=False),
@@ -301,6 +303,7 @@ def trial_rows(
                     "objective": _opt(last, space.metric),
                     "wall_time_s": record.wall_time_s if record else None,
                     "stage": planned.stage,
+                    "arm": planned.params.get(ARM_KEY),
                     "mlflow_run_id": recorder.mlflow_run_ids.get(run_key(planned.plan_key, seed), ""),
                     "git_commit": meta.git_commit,
                     "hostname": record.hostname if record else "",

@@ -168,7 +168,7 @@ class Param:
         if self.kind in ("grid", "choice"):
             return "[" + ", ".join(_short(v) for v in self.values) + "]"
         step = f" step {_short(self.step)}" if self.step else ""
-        scale = " log" if self.log else ""
+        scale = " log" if self.log and self.kind != "loguniform" else ""
         return f"{self.kind} {_short(self.low)}…{_short(self.high)}{step}{scale}"
 
 
@@ -568,7 +568,12 @@ class _Parser:
             raise self.fail("pruner.name", f"{name!r} is not a pruner; allowed: {', '.join(PRUNERS)}")
         defaults = PRUNERS[name]
         options = {k: v for k, v in value.items() if k != "name"}
-        self._check_keys(options, tuple(defaults), f"pruner ({name})")
+        for key in options:
+            if key not in defaults:
+                allowed = ", ".join(defaults) or "none"
+                raise self.fail(
+                    f"pruner.{key}", f"unknown option {key!r} of pruner {name!r}; its options: {allowed}"
+                )
         merged = {**defaults, **options}
         for key, v in options.items():
             where = f"pruner.{key}"
@@ -640,8 +645,8 @@ class _Parser:
         if startup is not None and not _is_int(startup, minimum=0):
             raise self.fail("search.n_startup_trials", f"{startup!r} must be an integer ≥ 0")
         search_seeds = self._search_seeds(value.get("seeds"), seeds, confirm, pruner)
-        if not parameters and not arms:
-            raise self.fail("parameters", "a sweep needs at least one parameter or arm to vary")
+        if not parameters and not arms and mode != "grid":
+            raise self.fail("parameters", f"{mode} mode needs at least one parameter (or arm) to search over")
         return SearchSpec(
             mode=mode,
             samples=samples,
