@@ -247,7 +247,7 @@ def group_trials(trials: list[Trial]) -> list[ConfigGroup]:
 
 
 def label_keys(groups: list[ConfigGroup], declared: list[str]) -> list[str]:
-    """Config keys whose values differ between configurations: declared varied keys first."""
+    """Config keys whose values differ between configurations: the arm first, then declared varied keys."""
     all_keys: dict[str, None] = {}
     for group in groups:
         all_keys.update(dict.fromkeys(group.config))
@@ -256,7 +256,8 @@ def label_keys(groups: list[ConfigGroup], declared: list[str]) -> list[str]:
         for k in all_keys
         if k not in NON_SEMANTIC_KEYS and len({_canonical(g.config.get(k)) for g in groups}) > 1
     ]
-    first = [k for k in declared if k in differing]
+    first = [k for k in (ARM_KEY, *declared) if k in differing]
+    first = list(dict.fromkeys(first))
     return first + sorted(k for k in differing if k not in first)
 
 
