@@ -37,6 +37,7 @@ from engine.config import NON_SEMANTIC_KEYS, RunConfig
 from engine.errors import ConfigError, TrainingError
 from engine.training.callbacks import Callback
 from engine.training.checkpoint import (
+    Checkpoint,
     TrainerState,
     copy_checkpoint,
     load_checkpoint,
@@ -135,103 +136,18 @@ def train(
     wall_start = time.perf_counter()
     check_config(config)
     run_dir = Path(run_dir)
-    checkpoint = None
-    if resume_from is not None:
-        checkpoint = load_checkpoint(resume_from)
-        differences = _semantic_differences(config, checkpoint.config)
-        if differences:
-            raise ConfigError(
-                f"the configuration differs from the checkpoint at {str(checkpoint.path)!r} in "
-                f"{', '.join(differences)}; a resumed run must keep every key that changes results"
-            )
-    else:
-        _refuse_existing_run(run_dir)
+    checkpoint = _checkpoint_to_resume(config, run_dir, resume_from)
     device = resolve_device(config.device)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(run_dir / CONFIG_FILE, config.to_yaml())
-
-    from engine.data import build_data  # noqa: PLC0415 — heavy imports only when a run starts
-    from engine.training.loop import TrainLoop  # noqa: PLC0415
-
-    bundle = build_data(config)
-    seed_everything(config.seed)
-    model = build_model(config, bundle.num_classes).to(device)
-    optimizer = create_optimizer(model, config)
-    records: list[dict[str, Any]] = []
-    state = TrainerState(epoch=-1, global_iteration=0, best_test_top1=-math.inf, best_epoch=-1)
-    wall_before = 0.0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint.model_state)
-        optimizer.load_state_dict(checkpoint.optimizer_state)
-        restore_rng_state(checkpoint.rng_state)
-        records = list(checkpoint.records)
-        state = checkpoint.state
-        wall_before = state.wall_time_s
-        write_records(run_dir / RECORDS_FILE, records, config.T)
-        log.info("resumed %s at epoch %d from %s", run_dir, state.epoch + 1, checkpoint.path)
-
-    loop = TrainLoop(model, optimizer, bundle, config, device)
-    memory = PeakMemory(device)
-    last_dir = run_dir / "checkpoints" / "last"
-    best_dir = run_dir / "checkpoints" / "best"
-    wall_epochs = 0.0
+    run = _Run(config, run_dir, device, wall_start)
     status, error = "completed", None
     try:
-        for epoch in range(state.epoch + 1, config.epochs):
-            epoch_start = time.perf_counter()
-            memory.reset()
-            lr = lr_at_epoch(epoch, config)
-            set_lr(optimizer, lr)
-            with _progress_bar(config, epoch, loop.iters_per_epoch) as advance:
-                stats = loop.train_epoch(
-                    epoch, state.global_iteration, epoch_generators(config.seed, epoch, device), advance
-                )
-            if not stats.finite or not _weights_finite(model):
-                raise TrainingError(
-                    f"non-finite training loss or weights in epoch {epoch} "
-                    f"(train_loss = {stats.metrics['train_loss']}); the run stopped. "
-                    + _last_good(run_dir, state)
-                )
-            test = evaluate(model, bundle.test_loader, device, config.precision)
-            improved = test["test_top1"] > state.best_test_top1
-            wall_epochs = time.perf_counter() - wall_start
-            state = TrainerState(
-                epoch=epoch,
-                global_iteration=state.global_iteration + stats.iterations,
-                best_test_top1=test["test_top1"] if improved else state.best_test_top1,
-                best_epoch=epoch if improved else state.best_epoch,
-                wall_time_s=wall_before + wall_epochs,
-            )
-            record = {
-                "epoch": epoch,
-                **stats.metrics,
-                "test_loss": test["test_loss"],
-                "test_top1": test["test_top1"],
-                "test_top5": test["test_top5"],
-                "best_test_top1": state.best_test_top1,
-                "best_epoch": state.best_epoch,
-                "lr": lr,
-                **_alphas(model, config.T),
-                "epoch_time_s": time.perf_counter() - epoch_start,
-                "samples_per_s": stats.samples / stats.seconds if stats.seconds > 0 else float("nan"),
-                "peak_mem_mb": memory.read_mb(),
-            }
-            records.append({key: record[key] for key in metric_keys(config.T)})
-            save_checkpoint(
-                last_dir,
-                config=config,
-                model=model,
-                optimizer=optimizer,
-                state=state,
-                rng_state=capture_rng_state(),
-                records=records,
-            )
-            if improved:
-                copy_checkpoint(last_dir, best_dir)
-            write_records(run_dir / RECORDS_FILE, records, config.T)
-            _log_epoch(config, records[-1])
+        run.build(checkpoint)
+        for epoch in range(run.state.epoch + 1, config.epochs):
+            record = run.train_and_evaluate(epoch)
             for callback in callbacks:
-                callback.on_epoch_end(epoch, dict(records[-1]), last_dir)
+                callback.on_epoch_end(epoch, dict(record), run.last_dir)
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the user"
         raise
@@ -239,13 +155,136 @@ def train(
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        result = _result(run_dir, records, state)
-        _write_result(run_dir, result, status, error, config, memory.kind)
+        result = run.result()
+        _write_result(run_dir, result, status, error, config, run.memory.kind)
     return result
+
+
+class _Run:
+    """The state of one run between epochs, and the work of one epoch."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, device: torch.device, wall_start: float) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.device = device
+        self.wall_start = wall_start
+        self.wall_before = 0.0
+        self.memory = PeakMemory(device)
+        self.records: list[dict[str, Any]] = []
+        self.state = TrainerState(epoch=-1, global_iteration=0, best_test_top1=-math.inf, best_epoch=-1)
+        self.last_dir = run_dir / "checkpoints" / "last"
+        self.best_dir = run_dir / "checkpoints" / "best"
+
+    def build(self, checkpoint: Checkpoint | None) -> None:
+        """Data, model and optimiser; restored from ``checkpoint`` when resuming."""
+        from engine.data import build_data  # noqa: PLC0415 — heavy imports only when a run starts
+        from engine.training.loop import TrainLoop  # noqa: PLC0415
+
+        config = self.config
+        self.bundle = build_data(config)
+        seed_everything(config.seed)
+        self.model = build_model(config, self.bundle.num_classes).to(self.device)
+        self.optimizer = create_optimizer(self.model, config)
+        if checkpoint is not None:
+            self.model.load_state_dict(checkpoint.model_state)
+            self.optimizer.load_state_dict(checkpoint.optimizer_state)
+            restore_rng_state(checkpoint.rng_state)
+            self.records = list(checkpoint.records)
+            self.state = checkpoint.state
+            self.wall_before = checkpoint.state.wall_time_s
+            write_records(self.run_dir / RECORDS_FILE, self.records, config.T)
+            log.info("resuming %s at epoch %d from %s", self.run_dir, self.state.epoch + 1, checkpoint.path)
+        self.loop = TrainLoop(self.model, self.optimizer, self.bundle, config, self.device)
+
+    def train_and_evaluate(self, epoch: int) -> dict[str, Any]:
+        """Train, check, evaluate, checkpoint and record one epoch; returns its record."""
+        config, model = self.config, self.model
+        epoch_start = time.perf_counter()
+        self.memory.reset()
+        lr = lr_at_epoch(epoch, config)
+        set_lr(self.optimizer, lr)
+        generators = epoch_generators(config.seed, epoch, self.device)
+        with _progress_bar(config, epoch, self.loop.iters_per_epoch) as advance:
+            stats = self.loop.train_epoch(epoch, self.state.global_iteration, generators, advance)
+        if not stats.finite or not _weights_finite(model):
+            raise TrainingError(
+                f"non-finite training loss or weights in epoch {epoch} "
+                f"(train_loss = {stats.metrics['train_loss']}); the run stopped. " + self._last_good()
+            )
+        test = evaluate(model, self.bundle.test_loader, self.device, config.precision)
+        improved = test["test_top1"] > self.state.best_test_top1
+        self.state = TrainerState(
+            epoch=epoch,
+            global_iteration=self.state.global_iteration + stats.iterations,
+            best_test_top1=test["test_top1"] if improved else self.state.best_test_top1,
+            best_epoch=epoch if improved else self.state.best_epoch,
+            wall_time_s=self.wall_before + time.perf_counter() - self.wall_start,
+        )
+        record = {
+            "epoch": epoch,
+            **stats.metrics,
+            "test_loss": test["test_loss"],
+            "test_top1": test["test_top1"],
+            "test_top5": test["test_top5"],
+            "best_test_top1": self.state.best_test_top1,
+            "best_epoch": self.state.best_epoch,
+            "lr": lr,
+            **_alphas(model, config.T),
+            "epoch_time_s": time.perf_counter() - epoch_start,
+            "samples_per_s": stats.samples / stats.seconds if stats.seconds > 0 else math.nan,
+            "peak_mem_mb": self.memory.read_mb(),
+        }
+        self.records.append({key: record[key] for key in metric_keys(config.T)})
+        save_checkpoint(
+            self.last_dir,
+            config=config,
+            model=model,
+            optimizer=self.optimizer,
+            state=self.state,
+            rng_state=capture_rng_state(),
+            records=self.records,
+        )
+        if improved:
+            copy_checkpoint(self.last_dir, self.best_dir)
+        write_records(self.run_dir / RECORDS_FILE, self.records, config.T)
+        _log_epoch(config, self.records[-1])
+        return self.records[-1]
+
+    def _last_good(self) -> str:
+        if self.state.epoch < 0:
+            return "No checkpoint had been written yet."
+        return f"The last good checkpoint (epoch {self.state.epoch}) is intact at {self.last_dir}."
+
+    def result(self) -> RunResult:
+        return RunResult(
+            best_test_top1=self.state.best_test_top1 if self.records else math.nan,
+            best_epoch=self.state.best_epoch,
+            last_test_top1=self.records[-1]["test_top1"] if self.records else math.nan,
+            epochs_run=len(self.records),
+            wall_time_s=self.state.wall_time_s,
+            run_dir=self.run_dir,
+        )
 
 
 # --------------------------------------------------------------------------------------------------
 # helpers
+
+
+def _checkpoint_to_resume(
+    config: RunConfig, run_dir: Path, resume_from: str | Path | None
+) -> Checkpoint | None:
+    """The checkpoint to continue from (checked against ``config``), or None after checking the directory."""
+    if resume_from is None:
+        _refuse_existing_run(run_dir)
+        return None
+    checkpoint = load_checkpoint(resume_from)
+    differences = _semantic_differences(config, checkpoint.config)
+    if differences:
+        raise ConfigError(
+            f"the configuration differs from the checkpoint at {str(checkpoint.path)!r} in "
+            f"{', '.join(differences)}; a resumed run must keep every key that changes results"
+        )
+    return checkpoint
 
 
 def _refuse_existing_run(run_dir: Path) -> None:
@@ -257,12 +296,6 @@ def _refuse_existing_run(run_dir: Path) -> None:
         f"{str(run_dir)!r} already holds a run (checkpoint {existing}); resume it "
         f"(`spikesweep train --resume {run_dir}` or train(..., resume_from=...)) or choose another directory"
     )
-
-
-def _last_good(run_dir: Path, state: TrainerState) -> str:
-    if state.epoch < 0:
-        return "No checkpoint had been written yet."
-    return f"The last good checkpoint (epoch {state.epoch}) is intact at {run_dir / 'checkpoints' / 'last'}."
 
 
 @torch.no_grad()
@@ -283,24 +316,13 @@ def _alphas(model: nn.Module, T: int) -> dict[str, float]:
     return dict(zip(alpha_keys(T), values, strict=True))
 
 
-def _result(run_dir: Path, records: list[dict[str, Any]], state: TrainerState) -> RunResult:
-    return RunResult(
-        best_test_top1=state.best_test_top1 if records else float("nan"),
-        best_epoch=state.best_epoch,
-        last_test_top1=records[-1]["test_top1"] if records else float("nan"),
-        epochs_run=len(records),
-        wall_time_s=state.wall_time_s,
-        run_dir=run_dir,
-    )
-
-
 def _write_result(
     run_dir: Path, result: RunResult, status: str, error: str | None, config: RunConfig, memory_kind: str
 ) -> None:
     payload = {
         "status": status,
         "error": error,
-        **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()},
+        **{k: (str(v) if isinstance(v, Path) else _json_safe(v)) for k, v in asdict(result).items()},
         "epochs": config.epochs,
         "seed": config.seed,
         "config_hash": config.config_hash(),
@@ -311,6 +333,11 @@ def _write_result(
 
 def _json_default(value: Any) -> Any:
     return str(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf are not JSON: a run that ended before its first evaluation reports ``null``."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _write_atomic(path: Path, text: str) -> None:
