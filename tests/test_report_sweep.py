@@ -10,6 +10,7 @@ import argparse
 import math
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -25,30 +26,23 @@ from orchestrator.report.outputs import comparison_records, summary_records
 pytestmark = pytest.mark.slow
 
 SEEDS = [0, 1, 2]
-SPACE = {
-    "name": "report_smoke",
-    "base": {
-        # Small enough for ~1 s per run on a CPU, big enough that seeds differ (a test split of 24).
-        "T": 4,
-        "epochs": 4,
-        "batch_size": 8,
-        "data": {
-            "pair": "nshapes",
-            "event_size": 32,
-            "nshapes_classes": 4,
-            "nshapes_per_class": 12,
-            "train_portion": 0.5,
-        },
-        "model": {"name": "transfer_scnn", "width": 0.5},
-        "optim": {"lr": 0.01, "lr_scaling": "none"},
-        "schedule": {"warmup_epochs": 0},
-    },
-    "search": {"mode": "grid"},
-    "parameters": {"method.beta": [0.0, 0.5]},
-    "seeds": SEEDS,
-    "resources": {"cpu": 1},
-    "max_concurrent_trials": 2,
+SMOKE = Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"
+# The shipped smoke sweep (quick preset, β ∈ {0, 0.5}, grid), with three seeds and a smaller network
+# and dataset: about a second per run on a CPU, yet a test split of 24 so that seeds differ.
+FAST_BASE = {
+    "epochs": 4,
+    "batch_size": 8,
+    "data": {"nshapes_classes": 4, "nshapes_per_class": 12, "train_portion": 0.5},
+    "model": {"name": "transfer_scnn", "width": 0.5},
+    "optim": {"lr": 0.01, "lr_scaling": "none"},
 }
+
+
+def smoke_space() -> dict:
+    space = yaml.safe_load(SMOKE.read_text())
+    assert space["parameters"] == {"method.beta": [0.0, 0.5]} and space["search"]["mode"] == "grid"
+    space.update(name="report_smoke", seeds=SEEDS, base=FAST_BASE)
+    return space
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +53,7 @@ def sweep_dir(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("real")
     space = root / "space.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
+    space.write_text(yaml.safe_dump(smoke_space()))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("SPIKESWEEP_CACHE", str(root / "cache"))
     ray.init(num_cpus=2, include_dashboard=False)
