@@ -19,6 +19,8 @@ from engine.config import RunConfig
 from engine.errors import ConfigError, TrainingError
 from engine.training import train
 from engine.training.checkpoint import load_checkpoint
+from engine.training.evaluation import evaluate_checkpoint
+from engine.training.loading import load_weights
 from engine.training.optim import lr_at_epoch
 from engine.training.records import TIMING_KEYS, metric_keys, read_records
 
@@ -143,6 +145,10 @@ def test_interrupt_and_resume_equals_uninterrupted(reference, tiny, tmp_path):
     assert _deterministic(read_records(fresh / "epochs.parquet")) == _deterministic(ref_rows)
     _assert_same_weights(load_checkpoint(fresh).model_state, ref_weights)
     assert moved.best_test_top1 == reference[0].best_test_top1
+    # the best weights travelled with the checkpoint, even when the best epoch came before the move
+    reference_best = load_checkpoint(reference[0].run_dir / "checkpoints" / "best").model_state
+    _assert_same_weights(load_weights(fresh).state_dict, reference_best)
+    assert evaluate_checkpoint(fresh)["test_top1"] == reference[0].best_test_top1
 
 
 def test_another_seed_differs(reference, tiny, tmp_path):

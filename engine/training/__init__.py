@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Callback", "RunResult", "evaluate", "train"]
+__all__ = ["Callback", "RunResult", "check_config", "evaluate", "evaluate_checkpoint", "train"]
 
 _LAZY = {
     "train": "engine.training.trainer",
     "RunResult": "engine.training.trainer",
+    "check_config": "engine.training.trainer",
     "Callback": "engine.training.callbacks",
     "evaluate": "engine.training.evaluation",
+    "evaluate_checkpoint": "engine.training.evaluation",
 }
 
 

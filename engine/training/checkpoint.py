@@ -4,6 +4,9 @@ A checkpoint directory holds everything needed to continue a run bit-for-bit som
 copies it to its storage and hands the copy back after a failure):
 
 * ``model.pt``           — the model's ``state_dict``;
+* ``best_model.pt``      — the weights of the best epoch so far (a hard link to that epoch's
+  ``model.pt`` where the file system allows, so it costs no space), so that the best model survives a
+  move to another machine;
 * ``training_state.pt``  — optimiser state, scheduler position, last completed epoch, global iteration,
   best metric and epoch, and every global RNG state;
 * ``config.yaml``        — the run configuration;
@@ -42,12 +45,15 @@ __all__ = [
     "TrainerState",
     "copy_checkpoint",
     "load_checkpoint",
+    "load_model_state",
     "resolve_checkpoint",
     "save_checkpoint",
+    "write_weights_only",
 ]
 
 CHECKPOINT_FORMAT = 1
 MODEL_FILE = "model.pt"
+BEST_MODEL_FILE = "best_model.pt"
 STATE_FILE = "training_state.pt"
 CONFIG_FILE = "config.yaml"
 RECORDS_FILE = "epochs.parquet"
@@ -90,8 +96,13 @@ def save_checkpoint(
     state: TrainerState,
     rng_state: dict[str, Any],
     records: Sequence[dict[str, Any]],
+    best_model: Path | None = None,
 ) -> Path:
-    """Write a complete checkpoint to ``target`` atomically and return its path."""
+    """Write a complete checkpoint to ``target`` atomically and return its path.
+
+    ``best_model`` is the file holding the best epoch's weights (usually the previous checkpoint's
+    ``best_model.pt``); ``None`` means this epoch is the best.
+    """
     target = Path(target)
     training_state = {
         "format": CHECKPOINT_FORMAT,
@@ -118,6 +129,7 @@ def save_checkpoint(
 
     def write(directory: Path) -> None:
         _torch_save({k: v.detach() for k, v in model.state_dict().items()}, directory / MODEL_FILE)
+        _link_or_copy(best_model or directory / MODEL_FILE, directory / BEST_MODEL_FILE)
         _torch_save(training_state, directory / STATE_FILE)
         _write_text(directory / CONFIG_FILE, config.to_yaml())
         write_records(directory / RECORDS_FILE, records, config.T)
@@ -137,10 +149,40 @@ def copy_checkpoint(source: str | Path, target: str | Path) -> Path:
 
     def write(directory: Path) -> None:
         for item in sorted(source.iterdir()):
-            try:
-                os.link(item, directory / item.name)
-            except OSError:
-                shutil.copy2(item, directory / item.name)
+            _link_or_copy(item, directory / item.name)
+
+    _replace_directory(target, write)
+    return target
+
+
+def write_weights_only(source: str | Path, target: str | Path) -> Path:
+    """Make ``target`` a weights-only checkpoint of the best epoch recorded in checkpoint ``source``.
+
+    Used when a run resumes in a directory that has no ``checkpoints/best`` (a checkpoint moved to
+    another machine): the best weights travel in every checkpoint as ``best_model.pt``, the optimiser
+    state of that epoch does not. The result evaluates like any checkpoint but cannot be resumed.
+    """
+    source, target = Path(source), Path(target)
+    meta = json.loads((source / META_FILE).read_text())
+    best_epoch = int(meta["best_epoch"])
+    records = [r for r in read_records(source / RECORDS_FILE) if r["epoch"] <= best_epoch]
+    config = RunConfig.from_yaml(source / CONFIG_FILE)
+    best_meta = {
+        "format": CHECKPOINT_FORMAT,
+        "weights_only": True,
+        "epoch": best_epoch,
+        "best_test_top1": meta["best_test_top1"],
+        "best_epoch": best_epoch,
+        "config_hash": meta["config_hash"],
+        "last_metrics": records[-1] if records else {},
+        "written_unix": time.time(),
+    }
+
+    def write(directory: Path) -> None:
+        _link_or_copy(source / BEST_MODEL_FILE, directory / MODEL_FILE)
+        _link_or_copy(source / CONFIG_FILE, directory / CONFIG_FILE)
+        write_records(directory / RECORDS_FILE, records, config.T)
+        _write_text(directory / META_FILE, json.dumps(best_meta, indent=2, default=float) + "\n")
 
     _replace_directory(target, write)
     return target
@@ -168,6 +210,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint directory, or a run directory's last one, written by :func:`save_checkpoint`."""
     directory = resolve_checkpoint(path)
+    if not (directory / STATE_FILE).is_file():
+        raise TrainingError(
+            f"{str(directory)!r} is a weights-only checkpoint (the best epoch of a run that moved): "
+            "evaluate it with `spikesweep eval`; it cannot be resumed"
+        )
     try:
         training_state = torch.load(directory / STATE_FILE, map_location=map_location, weights_only=True)
         model_state = torch.load(directory / MODEL_FILE, map_location=map_location, weights_only=True)
@@ -195,8 +242,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     )
 
 
+def load_model_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Just the weights of a checkpoint file (``model.pt`` or ``best_model.pt``)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise TrainingError(f"checkpoint weights {str(path)!r} cannot be read: {exc}") from exc
+
+
 # --------------------------------------------------------------------------------------------------
 # atomic file-system helpers
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target`` (files are never modified in place), or copy across devices."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _replace_directory(target: Path, write: Callable[[Path], None]) -> None:

@@ -18,6 +18,7 @@ tensors and plain containers, so evaluating a downloaded checkpoint cannot execu
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,14 @@ from torch import nn
 
 from engine.config import RunConfig
 from engine.errors import TrainingError
-from engine.training.checkpoint import MODEL_FILE, load_checkpoint, resolve_checkpoint
+from engine.training.checkpoint import (
+    BEST_MODEL_FILE,
+    CONFIG_FILE,
+    META_FILE,
+    MODEL_FILE,
+    load_model_state,
+    resolve_checkpoint,
+)
 
 __all__ = [
     "LoadedWeights",
@@ -158,18 +166,27 @@ def braincog_config_overrides(args: Mapping[str, Any] | argparse.Namespace | Non
 
 
 def _load_ours(path: Path, overrides: list[str] | dict[str, Any]) -> LoadedWeights:
-    best = path / "checkpoints" / "best"
-    directory = resolve_checkpoint(best if best.is_dir() else path)
-    checkpoint = load_checkpoint(directory)
-    config = checkpoint.config.with_overrides(overrides) if overrides else checkpoint.config
-    info = {"epoch": checkpoint.state.epoch, "best_test_top1": checkpoint.state.best_test_top1}
-    return LoadedWeights(config, checkpoint.model_state, "spikesweep", directory, info)
+    """A checkpoint directory → its own weights; a run directory → its best weights."""
+    if (path / "checkpoints").is_dir():
+        best = path / "checkpoints" / "best"
+        directory = resolve_checkpoint(best if best.is_dir() else path)
+        weights = directory / MODEL_FILE if best.is_dir() else directory / BEST_MODEL_FILE
+    else:
+        directory = resolve_checkpoint(path)
+        weights = directory / MODEL_FILE
+    meta = json.loads((directory / META_FILE).read_text())
+    config = RunConfig.from_yaml(directory / CONFIG_FILE)
+    if overrides:
+        config = config.with_overrides(overrides)
+    info = {"epoch": meta["epoch"] if weights.name == MODEL_FILE else meta["best_epoch"]}
+    info["best_test_top1"] = meta["best_test_top1"]
+    return LoadedWeights(config, load_model_state(weights), "spikesweep", weights, info)
 
 
 def _load_braincog(path: Path, overrides: list[str] | dict[str, Any]) -> LoadedWeights:
     from engine.models.legacy_keys import braincog_neuron_constants, map_braincog_state_dict  # noqa: PLC0415
 
-    if path.name == MODEL_FILE and (path.parent / "config.yaml").is_file():
+    if path.suffix == ".pt" and (path.parent / META_FILE).is_file():  # model.pt of one of ours
         return _load_ours(path.parent, overrides)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):

@@ -37,12 +37,14 @@ from engine.config import NON_SEMANTIC_KEYS, RunConfig
 from engine.errors import ConfigError, TrainingError
 from engine.training.callbacks import Callback
 from engine.training.checkpoint import (
+    BEST_MODEL_FILE,
     Checkpoint,
     TrainerState,
     copy_checkpoint,
     load_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
+    write_weights_only,
 )
 from engine.training.evaluation import evaluate
 from engine.training.loading import build_model
@@ -174,6 +176,8 @@ class _Run:
         self.state = TrainerState(epoch=-1, global_iteration=0, best_test_top1=-math.inf, best_epoch=-1)
         self.last_dir = run_dir / "checkpoints" / "last"
         self.best_dir = run_dir / "checkpoints" / "best"
+        self.best_model: Path | None = None
+        """The file holding the best epoch's weights, linked into the next checkpoint."""
 
     def build(self, checkpoint: Checkpoint | None) -> None:
         """Data, model and optimiser; restored from ``checkpoint`` when resuming."""
@@ -192,7 +196,10 @@ class _Run:
             self.records = list(checkpoint.records)
             self.state = checkpoint.state
             self.wall_before = checkpoint.state.wall_time_s
+            self.best_model = checkpoint.path / BEST_MODEL_FILE
             write_records(self.run_dir / RECORDS_FILE, self.records, config.T)
+            if not self.best_dir.exists():  # moved to a new directory: keep the best weights visible
+                write_weights_only(checkpoint.path, self.best_dir)
             log.info("resuming %s at epoch %d from %s", self.run_dir, self.state.epoch + 1, checkpoint.path)
         self.loop = TrainLoop(self.model, self.optimizer, self.bundle, config, self.device)
 
@@ -243,7 +250,9 @@ class _Run:
             state=self.state,
             rng_state=capture_rng_state(),
             records=self.records,
+            best_model=None if improved else self.best_model,
         )
+        self.best_model = self.last_dir / BEST_MODEL_FILE
         if improved:
             copy_checkpoint(self.last_dir, self.best_dir)
         write_records(self.run_dir / RECORDS_FILE, self.records, config.T)
