@@ -57,95 +57,96 @@ def sbatch(cluster: SlurmCluster, *args: str, env: dict[str, str] | None = None)
     return result.stdout.strip().split(";")[0]
 
 
-def ray_processes_of(cluster: SlurmCluster) -> list[str]:
-    """Command lines of live processes using this cluster's Ray temp dirs (should be none after a job)."""
+def ray_processes_of(cluster: SlurmCluster, job_id: str) -> list[str]:
+    """Command lines of live processes using the job's Ray temp dirs (there should be none after it)."""
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if str(cluster.ray_tmp_root) in line]
+    return [line for line in out.splitlines() if f"{cluster.ray_tmp_root}/ray-{job_id}-" in line]
 
 
-def test_three_node_job_boots_one_ray_cluster_from_the_allocation(
-    slurm_cluster: SlurmCluster, tmp_path: Path
+def test_three_node_job_boots_ray_then_usr1_saves_requeues_and_resumes(
+    slurm_env: SlurmCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    never_joining_job: tuple[str, Path],  # submitted first, so that it runs alongside this job
 ) -> None:
     request = SlurmRequest(nodes=3, cpus_per_node=1, time="10:00", join_timeout_s=150)
     script = probe_job(tmp_path, request, "probe3")
-    job_id = sbatch(slurm_cluster, str(script))  # plain sbatch runs the rendered script as it is
-    fields = slurm_cluster.wait_for_state(job_id, FINAL_STATES, timeout=200)
     job_dir = script.parent
-    log = (job_dir / f"slurm-{job_id}.out").read_text()
-    assert fields["JobState"] == "COMPLETED", log
-    assert fields["Restarts"] == "0"  # a normal end is not requeued
-
-    report = json.loads((tmp_path / "sweeps" / "probe3" / "probe-0.json").read_text())
-    # every Slurm node joined as its own Ray node, with the CPUs Slurm allocated (1 of the 2 each node has)
-    assert report["nodes"] == {name: {"cpus": 1.0, "gpus": 0.0} for name in ("n1", "n2", "n3")}
-    # a task placed on each Ray node ran on that Slurm node, under token authentication
-    assert report["tasks"] == [{"slurm_node": name, "auth": "token"} for name in ("n1", "n2", "n3")]
-
-    events = [e.message for e in read_events(job_dir)]
-    assert events[0].startswith("start on 3 node(s) n[1-3] (restart 0); Ray head n1, port ")
-    assert re.match(r"ray cluster up at [\d.]+:\d+: 3 node\(s\) joined in \d+ s \(n1, n2, n3\)", events[1])
-    assert events[-1] == "completed: the sweep finished"
-    for node in ("n1", "n2", "n3"):  # each node logged under its Slurm name; Ray was stopped by SIGTERM
-        node_log = (job_dir / f"ray-{job_id}-{node}.log").read_text()
-        assert "received SIGTERM" in node_log, node_log[-2000:]
-    assert not list(job_dir.glob("ray-token-*"))  # the job's auth token is removed at the end
-    assert ray_processes_of(slurm_cluster) == []
-
-    assert main(["slurm", "status", str(tmp_path / "sweeps" / "probe3")]) == 0
-
-
-def test_usr1_reaches_the_driver_which_saves_and_the_job_requeues_and_resumes(
-    slurm_env: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    request = SlurmRequest(nodes=1, cpus_per_node=1, time="10:00", join_timeout_s=120)
-    script = probe_job(tmp_path, request, "probe1")
+    # plain sbatch runs the rendered script as it is
     job_id = sbatch(slurm_env, str(script), env={**slurm_env.env, "PROBE_WAIT_FOR_USR1": "1"})
-    first = tmp_path / "sweeps" / "probe1" / "probe-0.json"
+    first = tmp_path / "sweeps" / "probe3" / "probe-0.json"
     slurm_env.wait_for(
-        job_id, lambda f: first.exists() or f.get("JobState") in FINAL_STATES, 150, what="driver"
+        job_id, lambda f: first.exists() or f.get("JobState") in FINAL_STATES, 200, what="driver"
     )
-    assert first.exists(), (script.parent / f"slurm-{job_id}.out").read_text()
+    assert first.exists(), (job_dir / f"slurm-{job_id}.out").read_text()
 
     # what Slurm does ahead of the time limit (--signal=B:USR1@lead): signal the batch shell only
     slurm_env.run("scancel", "--batch", "--signal=USR1", job_id)
     slurm_env.restart_requeued(job_id)
     fields = slurm_env.wait_for_state(job_id, FINAL_STATES, timeout=200)
-    log = (script.parent / f"slurm-{job_id}.out").read_text()
+    log = (job_dir / f"slurm-{job_id}.out").read_text()
     assert fields["JobState"] == "COMPLETED" and fields["Restarts"] == "1", log
 
+    for restart in (0, 1):
+        report = json.loads((tmp_path / "sweeps" / "probe3" / f"probe-{restart}.json").read_text())
+        # every Slurm node joined as its own Ray node, with the CPUs Slurm allocated (1 of the node's 2)
+        assert report["nodes"] == {name: {"cpus": 1.0, "gpus": 0.0} for name in ("n1", "n2", "n3")}
+        # a task placed on each Ray node ran on that Slurm node, under token authentication
+        assert report["tasks"] == [{"slurm_node": name, "auth": "token"} for name in ("n1", "n2", "n3")]
     interrupted = json.loads(first.read_text())
     assert interrupted["signal"] == 10  # SIGUSR1, received by the Python driver process itself
-    events = [e for e in read_events(script.parent)]
-    forwarded = next(e.message for e in events if e.message.startswith("received SIGUSR1"))
-    assert f"to the sweep driver (pid {interrupted['pid']})" in forwarded
-    assert [e.message.split(":")[0] for e in events if e.restart == 0][-1] == "requeue"
-    resumed = json.loads((tmp_path / "sweeps" / "probe1" / "probe-1.json").read_text())
-    assert resumed["restart"] == 1 and resumed["signal"] is None
-    assert [e.message for e in events if e.restart == 1][-1] == "completed: the sweep finished"
-    assert ray_processes_of(slurm_env) == []
+
+    events = {0: [], 1: []}
+    for event in read_events(job_dir):
+        events[event.restart].append(event.message)
+    assert events[0][0].startswith("start on 3 node(s) n[1-3] (restart 0); Ray head n1, port ")
+    assert re.match(r"ray cluster up at [\d.]+:\d+: 3 node\(s\) joined in \d+ s \(n1, n2, n3\)", events[0][1])
+    assert f"to the sweep driver (pid {interrupted['pid']}) so it saves its state" in events[0][3]
+    assert events[0][4].startswith("requeue: the sweep stopped early with its state saved")
+    assert events[1][0].startswith("start on 3 node(s) n[1-3] (restart 1)")
+    assert events[1][-1] == "completed: the sweep finished"  # and, ending normally, not requeued again
+    for node in ("n1", "n2", "n3"):  # each node logged under its Slurm name; Ray was stopped by SIGTERM
+        node_log = (job_dir / f"ray-{job_id}-{node}.log").read_text()
+        assert node_log.count("received SIGTERM") == 2, node_log[-2000:]
+    assert not list(job_dir.glob("ray-token-*"))  # the job's auth token is removed at the end
+    assert ray_processes_of(slurm_env, job_id) == []
 
     monkeypatch.chdir(tmp_path)
-    (script.parent / "jobs.tsv").write_text(f"2026-01-01 00:00:00\t{job_id}\t{script}\t1 node(s)\n")
+    (job_dir / "jobs.tsv").write_text(f"2026-01-01 00:00:00\t{job_id}\t{script}\t3 node(s)\n")
     status = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "slurm", "status", "probe1", "--storage", "sweeps"],
+        [sys.executable, "-m", "orchestrator.cli", "slurm", "status", "probe3", "--storage", "sweeps"],
         env=slurm_env.env,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert f"job {job_id}: COMPLETED" in status and "restarts 1" in status
+    assert f"job {job_id}: COMPLETED" in status and "restarts 1" in status and "on n[1-3]" in status
     assert f"job {job_id} run 1: completed: the sweep finished" in status
 
 
-def test_a_worker_that_never_joins_fails_the_job_naming_its_node(
-    slurm_cluster: SlurmCluster, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def never_joining_job(
+    slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    """A 2-node job whose worker on n2 cannot start Ray, submitted when the module starts.
+
+    It runs alongside the other jobs of this module (it needs 1 CPU on n1 and n2), so its join timeout
+    does not add to the test time; its test only collects the result.
+    """
+    tmp_path = tmp_path_factory.mktemp("nojoin")
     request = SlurmRequest(nodes=2, cpus_per_node=1, time="10:00", join_timeout_s=25)
     script = probe_job(tmp_path, request, "nojoin")
     job_id = sbatch(slurm_cluster, "--hold", str(script))
     # n2's Ray temp dir cannot be created (a file is in the way): its `ray start` fails, it never joins
     (slurm_cluster.ray_tmp_root / f"ray-{job_id}-n2").write_text("in the way")
     slurm_cluster.run("scontrol", "release", job_id)
+    return job_id, script
+
+
+def test_a_worker_that_never_joins_fails_the_job_naming_its_node(
+    slurm_cluster: SlurmCluster, never_joining_job: tuple[str, Path]
+) -> None:
+    job_id, script = never_joining_job
     fields = slurm_cluster.wait_for_state(job_id, FINAL_STATES, timeout=150)
     job_dir = script.parent
     assert fields["JobState"] == "FAILED" and fields["ExitCode"] == "1:0"
@@ -153,9 +154,9 @@ def test_a_worker_that_never_joins_fails_the_job_naming_its_node(
     assert failure.startswith("failed: Ray node(s) n2 did not join the cluster at ")
     assert f"within 25 s (joined: n1); see {job_dir}/ray-{job_id}-n2.log" in failure
     assert "cannot create Ray's temp dir" in (job_dir / f"ray-{job_id}-n2.log").read_text()
-    assert not (tmp_path / "sweeps" / "nojoin" / "probe-0.json").exists()  # the driver never started
+    assert not (job_dir.parent / "probe-0.json").exists()  # the driver never started
     assert fields["Restarts"] == "0"
-    assert ray_processes_of(slurm_cluster) == []
+    assert ray_processes_of(slurm_cluster, job_id) == []
 
 
 @pytest.mark.parametrize(
