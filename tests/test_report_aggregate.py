@@ -204,6 +204,19 @@ def test_ablation_arms_are_named_and_usable_as_baseline(tmp_path):
     )
 
 
+def test_a_searched_float_can_be_picked_by_the_value_its_label_shows(tmp_path):
+    trials = [
+        SyntheticTrial({"method.beta": beta}, seed, best=80.0 + i + seed % 3, last=79.0, best_epoch=1)
+        for i, beta in enumerate((0.7151893663724195, 0.2))
+        for seed in (1, 2)
+    ]
+    report = build_report(load_sweep_dir(SyntheticSweep("floats", trials).write_dir(tmp_path)))
+    labels = sorted(s.group.label for s in report.summaries)
+    assert labels == ["method.beta=0.2", "method.beta=0.715189"]
+    picked = build_report(report.sweep, baseline=[labels[1]])
+    assert picked.baseline.config["method.beta"] == 0.7151893663724195
+
+
 def test_duplicate_seed_of_one_config_counts_once(tmp_path):
     sweep = two_config_sweep("dup")
     short = SyntheticTrial({"method.beta": 0.5}, 42, best=70.0, last=70.0, best_epoch=1, epochs=2)

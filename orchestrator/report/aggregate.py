@@ -397,7 +397,9 @@ def _same(actual: Any, wanted: Any) -> bool:
     if isinstance(actual, bool) or isinstance(wanted, bool):
         return actual is wanted or (isinstance(wanted, str) and wanted.lower() == str(actual).lower())
     if _is_number(actual) and _is_number(wanted):
-        return math.isclose(float(actual), float(wanted), rel_tol=1e-9, abs_tol=1e-12)
+        # A value pasted from a label (6 significant digits) names the configuration it labels.
+        close = math.isclose(float(actual), float(wanted), rel_tol=1e-9, abs_tol=1e-12)
+        return close or format_value(float(actual)) == format_value(float(wanted))
     if isinstance(actual, list | tuple) and isinstance(wanted, list | tuple):
         return len(actual) == len(wanted) and all(_same(a, w) for a, w in zip(actual, wanted, strict=True))
     if actual is None or wanted is None:

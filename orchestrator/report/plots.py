@@ -11,6 +11,7 @@ configurations, the best-ranked ones, so the legend stays legible.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,26 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _wrap(label: str, width: int = 60) -> str:
+    """Long configuration labels on several lines, broken between ``key=value`` items."""
+    items = label.split(", ")
+    lines, line = [], ""
+    for item in items:
+        candidate = f"{line}, {item}" if line else item
+        if line and len(candidate) > width:
+            lines.append(line + ",")
+            line = item
+        else:
+            line = candidate
+    lines.append(line)
+    return "\n".join(textwrap.shorten(x, width=width + 20, placeholder="…") for x in lines)
+
+
+def _legend_below(ax) -> None:
+    """Below the axes, so that no label hides a curve however long the labels are."""
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, frameon=False)
+
+
 def _colors(n: int) -> list:
     from matplotlib import colormaps
 
@@ -131,7 +152,7 @@ def plot_curve(
     ax = fig.add_subplot()
     for (summary, series), color in zip(data, _colors(len(data)), strict=True):
         epochs, mean, low, high = mean_band(series, report.confidence)
-        ax.plot(epochs, mean, color=color, label=f"{summary.group.label} (n={len(series)})")
+        ax.plot(epochs, mean, color=color, label=_wrap(f"{summary.group.label} (n={len(series)})", 90))
         if np.isfinite(low).any():
             ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel("epoch")
@@ -139,7 +160,7 @@ def plot_curve(
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title} — mean over seeds, {report.confidence:.0%} CI band")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    _legend_below(ax)
     return _save(fig, path)
 
 
@@ -150,7 +171,8 @@ def plot_ablation(report: SweepReport, path: Path) -> Path | None:
         return None
     comparisons = {c.group.config_hash: c for c in report.comparisons_for(report.metric)}
     panels = 2 if report.baseline is not None else 1
-    height = max(2.8, 1.2 + 0.45 * len(summaries))
+    lines = sum(_wrap(s.group.label).count("\n") + 1 for s in summaries)
+    height = max(2.8, 1.2 + 0.3 * lines + 0.2 * len(summaries))
     fig = Figure(figsize=(6 * panels + 3, height))
     axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
     y = np.arange(len(summaries))[::-1]
@@ -160,8 +182,10 @@ def plot_ablation(report: SweepReport, path: Path) -> Path | None:
         is_base = report.baseline is not None and s.group is report.baseline
         err = None if est.n < 2 else [[est.mean - est.ci_low], [est.ci_high - est.mean]]
         axes[0].errorbar(est.mean, yi, xerr=err, fmt="o", color="C3" if is_base else "C0", capsize=3)
-        labels.append(s.group.label + (" (baseline)" if is_base else "") + f"  n={est.n}")
+        labels.append(_wrap(s.group.label + (" (baseline)" if is_base else "") + f"  n={est.n}"))
     axes[0].set_yticks(y, labels, fontsize="small")
+    for ax in axes:
+        ax.set_ylim(-0.7, len(summaries) - 0.3)
     axes[0].set_xlabel(f"{metric_title(report.metric)} (mean, {report.confidence:.0%} CI)")
     axes[0].grid(axis="x", alpha=0.3)
     if panels == 2:
@@ -198,14 +222,14 @@ def plot_alpha(report: SweepReport, shown: list[ConfigSummary], path: Path) -> P
         return None
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(4.5 * cols, 3.4 * rows))
+    fig = Figure(figsize=(4.8 * cols, 3.8 * rows))
     for i, (summary, lines) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         colors = _colors(len(lines))
         for (key, series), color in zip(lines, colors, strict=True):
             epochs, mean, _, _ = mean_band(series, report.confidence)
             ax.plot(epochs, mean, color=color, label=f"t={key[6:]}")
-        ax.set_title(summary.group.label, fontsize="small")
+        ax.set_title(_wrap(summary.group.label, 50), fontsize="x-small")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("α_t (mean over seeds)")
