@@ -125,9 +125,7 @@ def _print_report(report) -> None:
 
     sweep = report.sweep
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sweep.status_counts().items() if n)
-    print(
-        f"sweep {sweep.name}: {len(sweep.trials)} trials ({counts}), {len(report.summaries)} configurations"
-    )
+    print(f"sweep {sweep.name}: {len(sweep.trials)} runs ({counts}), {len(report.summaries)} configurations")
     for note in report.notes:
         print(f"note: {note}")
     print(f"\nranked by {metric_title(report.metric)} ({report.mode}):\n")

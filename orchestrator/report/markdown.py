@@ -35,7 +35,7 @@ def render_markdown(report: SweepReport, plots: dict[str, str], plot_notes: list
         "",
         f"- source: `{sweep.source}`",
         f"- generated: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- trials: {len(sweep.trials)} ("
+        f"- runs (trial × seed): {len(sweep.trials)} ("
         + ", ".join(f"{n} {status.lower()}" for status, n in counts.items() if n)
         + f") in {len(report.summaries)} configurations",
         f"- ranked by: {metric_title(report.metric)} (`{report.metric}`, "

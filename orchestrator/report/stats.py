@@ -146,7 +146,8 @@ def paired_comparison(
         needed = min_wilcoxon_pairs(alpha)
         if nonzero < needed:
             notes.append(
-                f"Wilcoxon cannot reach p < {alpha:g} with {nonzero} non-zero paired differences "
+                f"Wilcoxon cannot reach p < {alpha:g} with {nonzero} non-zero paired "
+                f"difference{'s' if nonzero != 1 else ''} "
                 f"(needs at least {needed})"
             )
     return PairedComparison(n, mean, std, low, high, t_stat, p_t, p_w, tuple(notes))
