@@ -1,8 +1,8 @@
 """Fixtures for the Slurm tests: one private one-machine Slurm cluster per test session.
 
 The cluster (munged + slurmctld + one slurmd per simulated node, see ``slurm_cluster.py``) starts on first
-use, in a temp dir, and is stopped by pid at the end. Where Slurm cannot start (not installed, not root),
-the tests that need it are skipped with the reason; the rendering tests run everywhere.
+use, in a temp dir, and is stopped by pid at the end. Where Slurm cannot start (not installed, or its
+daemons fail), the tests that need it are skipped with the reason; the rendering tests run everywhere.
 """
 
 from __future__ import annotations

@@ -10,11 +10,13 @@ simulated node declare CPUs the machine does not have.
 Partitions: ``debug`` (default, ``PriorityTier=1``, preemptable with ``PreemptMode=REQUEUE``) and
 ``urgent`` (``PriorityTier=10``): a job in ``urgent`` preempts and requeues a running ``debug`` job.
 
-The daemons are children of the test process and are stopped by pid, after every job is cancelled.
+The daemons are children of the test process, run as its user (root is not needed), and are stopped by
+pid after every job is cancelled.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import random
 import shutil
@@ -33,16 +35,19 @@ revoked") and FAILS, so :meth:`SlurmCluster.restart_requeued` waits this long be
 REQUIRED_PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "srun", "sinfo")
 
 
+def program(name: str) -> str | None:
+    """Absolute path of a Slurm/munge program; daemons live in /usr/sbin, often not on a user's PATH."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
 def unavailable_reason() -> str | None:
     """Why a cluster cannot start on this machine (``None`` if it can)."""
-    missing = [name for name in REQUIRED_PROGRAMS if shutil.which(name) is None]
+    missing = [name for name in REQUIRED_PROGRAMS if program(name) is None]
     if missing:
         return (
             f"Slurm is not installed ({', '.join(missing)} missing from PATH); install it with "
             f"`apt-get install slurmctld slurmd slurm-client munge` (.ci/run does)"
         )
-    if os.geteuid() != 0:
-        return "the one-machine Slurm cluster needs root (slurmd launches jobs as SlurmdUser=root)"
     return None
 
 
@@ -194,8 +199,9 @@ def _write_conf(cluster: SlurmCluster, ctld_port: int, node_ports: Sequence[int]
                 "SlurmctldHost=localhost(127.0.0.1)",
                 f"SlurmctldPort={ctld_port}",
                 f"SlurmdPort={node_ports[0]}",
-                "SlurmUser=root",
-                "SlurmdUser=root",
+                # The daemons run as whoever runs the tests (root or not): jobs run as that same user.
+                f"SlurmUser={getpass.getuser()}",
+                f"SlurmdUser={getpass.getuser()}",
                 "AuthType=auth/munge",
                 f"AuthInfo=socket={root / 'munge.socket'},cred_expire={CRED_EXPIRE_S}",
                 "CredType=cred/munge",
@@ -271,7 +277,7 @@ def start_cluster(
         cluster.processes.append(
             subprocess.Popen(
                 [
-                    "munged", "--foreground", "--force", f"--socket={root / 'munge.socket'}",
+                    program("munged"), "--foreground", "--force", f"--socket={root / 'munge.socket'}",
                     f"--key-file={key}", f"--log-file={root / 'munged.log'}",
                     f"--pid-file={root / 'munged.pid'}", f"--seed-file={root / 'munged.seed'}",
                 ],
@@ -280,12 +286,14 @@ def start_cluster(
         )  # fmt: skip
         _wait_until(lambda: (root / "munge.socket").exists(), 10, "munged's socket")
         cluster.processes.append(
-            subprocess.Popen(["slurmctld", "-D", "-c", "-f", str(cluster.conf)], env=cluster.env, **quiet)
+            subprocess.Popen(
+                [program("slurmctld"), "-D", "-c", "-f", str(cluster.conf)], env=cluster.env, **quiet
+            )
         )
         for node in nodes:
             cluster.processes.append(
                 subprocess.Popen(
-                    ["slurmd", "-D", "-N", node, "-f", str(cluster.conf)], env=cluster.env, **quiet
+                    [program("slurmd"), "-D", "-N", node, "-f", str(cluster.conf)], env=cluster.env, **quiet
                 )
             )
 
