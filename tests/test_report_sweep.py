@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 from pathlib import Path
 
@@ -54,13 +53,15 @@ def sweep_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
     space = root / "space.yaml"
     space.write_text(yaml.safe_dump(smoke_space()))
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("SPIKESWEEP_CACHE", str(root / "cache"))
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        outcome = run_sweep(space, storage=root / "sweeps")
-    finally:
-        ray.shutdown()
+    with pytest.MonkeyPatch.context() as env:
+        # Ray's workers inherit this environment: no auth token, and a private frame cache.
+        env.setenv("RAY_AUTH_MODE", "disabled")
+        env.setenv("SPIKESWEEP_CACHE", str(root / "cache"))
+        ray.init(num_cpus=2, include_dashboard=False)
+        try:
+            outcome = run_sweep(space, storage=root / "sweeps")
+        finally:
+            ray.shutdown()
     assert outcome.complete, outcome.statuses
     return outcome.sweep_dir
 
