@@ -13,6 +13,11 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestrator.slurm.request import SlurmRequest
+    from orchestrator.space import SweepSpace
 
 NAME = "slurm"
 HELP = "Run a sweep on a Slurm allocation (Ray cluster in the job, preemption-safe), or show its status."
@@ -29,14 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="directory holding sweeps (default ./sweeps); must be on a shared filesystem",
     )
-    submit.add_argument("--nodes", type=int, default=1, help="nodes; one Ray node each (default 1)")
+    submit.add_argument("-N", "--nodes", type=int, default=1, help="nodes; one Ray node each (default 1)")
     submit.add_argument("--cpus-per-node", type=int, default=2, help="CPUs per node (default 2)")
     submit.add_argument(
         "--gpus-per-node", type=int, default=0, help="GPUs per node, as --gres=gpu:G (default 0)"
     )
-    submit.add_argument("--time", default="01:00:00", help="wall time per run of the job (default 01:00:00)")
-    submit.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
-    submit.add_argument("--account", help="Slurm account to charge")
+    submit.add_argument(
+        "-t", "--time", default="01:00:00", help="wall time per run of the job (default 01:00:00)"
+    )
+    submit.add_argument("-p", "--partition", help="Slurm partition (default: the cluster's default)")
+    submit.add_argument("-A", "--account", help="Slurm account to charge")
     submit.add_argument("--mem", help="memory per node, Slurm syntax (64G); default: the cluster's default")
     submit.add_argument(
         "--signal-lead",
@@ -76,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     return _status(args)
 
 
-def _check_fits(space, request) -> str:  # noqa: ANN001 — SweepSpace, SlurmRequest (imported lazily)
+def _check_fits(space: SweepSpace, request: SlurmRequest) -> str:
     """Refuse a request on which no trial of the space can run; describe the room it gives."""
     from engine.errors import ConfigError  # noqa: PLC0415
 

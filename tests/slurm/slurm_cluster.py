@@ -7,8 +7,9 @@ its own port (Debian's Slurm supports this "multiple slurmd" mode), so multi-nod
 other nodes, a Ray worker per node — really run. ``SlurmdParameters=config_overrides`` lets each
 simulated node declare CPUs the machine does not have.
 
-Partitions: ``debug`` (default, ``PriorityTier=1``, preemptable with ``PreemptMode=REQUEUE``) and
-``urgent`` (``PriorityTier=10``): a job in ``urgent`` preempts and requeues a running ``debug`` job.
+Partitions: ``debug`` (default, ``PriorityTier=1``, preemptable with ``PreemptMode=REQUEUE``),
+``urgent`` (``PriorityTier=10``: a job in it preempts and requeues a running ``debug`` job) and ``short``
+(first node only, ``MaxTime=5`` minutes).
 
 The daemons are children of the test process, run as its user (root is not needed), and are stopped by
 pid after every job is cancelled.
@@ -237,6 +238,7 @@ def _write_conf(cluster: SlurmCluster, ctld_port: int, node_ports: Sequence[int]
                 "PriorityTier=1 PreemptMode=REQUEUE",
                 f"PartitionName=urgent Nodes={nodelist} MaxTime=INFINITE State=UP PriorityTier=10 "
                 "PreemptMode=OFF",
+                f"PartitionName=short Nodes={cluster.nodes[0]} MaxTime=00:05:00 State=UP PriorityTier=1",
                 "",
             ]
         )

@@ -162,7 +162,7 @@ def test_a_worker_that_never_joins_fails_the_job_naming_its_node(
 @pytest.mark.parametrize(
     ("flags", "slurm_says", "advice"),
     [
-        (["--partition", "nope"], "invalid partition specified: nope", "partitions: debug, urgent"),
+        (["--partition", "nope"], "invalid partition specified: nope", "partitions: debug, urgent, short"),
         (
             ["--cpus-per-node", "64"],
             "Requested node configuration is not available",
@@ -189,3 +189,18 @@ def test_refused_requests_show_slurms_message_and_what_to_change(
     assert code == 2
     assert "Slurm refused the job" in err and slurm_says in err and advice in err
     assert slurm_env.run("squeue", "-h", "-o", "%i").stdout.split() == before  # nothing was queued
+
+
+def test_a_time_limit_above_the_partitions_is_refused_before_submission(
+    slurm_env: SlurmCluster, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Slurm itself would accept it and leave it pending forever (reason PartitionTimeLimit)
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    before = slurm_env.run("squeue", "-h", "-o", "%i").stdout.split()
+    code = main(
+        ["slurm", "submit", str(space), "--storage", str(tmp_path / "s"), "-p", "short", "--time", "10:00"]
+    )
+    assert code == 2
+    assert "--time 10:00 exceeds partition short's limit of 5:00" in capsys.readouterr().err
+    assert slurm_env.run("squeue", "-h", "-o", "%i").stdout.split() == before
