@@ -8,6 +8,7 @@ import json
 import math
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 from report_synthetic import two_config_sweep
@@ -177,3 +178,19 @@ def test_aggregates_go_only_under_this_sweeps_parent(store, tmp_path, capsys):
         "no parent run tagged spikesweep.role=sweep with spikesweep.sweep_id=0123456789ab"
         in capsys.readouterr().err
     )
+
+
+def test_compare_a_sweep_directory_with_its_own_mlflow_records(store, tmp_path, capsys):
+    from orchestrator.commands import compare as compare_command
+
+    sweep_dir, uri, _ = store
+    parser = argparse.ArgumentParser()
+    compare_command.add_arguments(parser)
+    out = tmp_path / "cmp"
+    args = parser.parse_args([str(sweep_dir), "--mlflow-uri", uri, "--experiment", SWEEP, "--out", str(out)])
+    assert compare_command.run(args) == 0
+    diffs = pq.read_table(out / "compare_differences.parquet").to_pylist()
+    assert len(diffs) == 4  # 2 configurations x (best, last)
+    assert all(d["method"] == "paired" and d["n"] == 3 and d["mean_diff"] == 0.0 for d in diffs)
+    assert {d["sweep"] for d in diffs} == {f"{SWEEP}#2"}
+    assert "identical on every seed" in diffs[0]["notes"]
