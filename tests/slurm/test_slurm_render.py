@@ -176,6 +176,16 @@ def test_four_node_script_forwards_signals_to_the_driver_and_requeues(tmp_path: 
         'srun --nodes="$NUM_WORKERS" --ntasks="$NUM_WORKERS" --ntasks-per-node=1 --exclude="$HEAD_NODE"'
         in script
     )
+    # ... asking for the job's whole share of each node: a step's defaults can be smaller
+    worker_step = script[script.index('srun --nodes="$NUM_WORKERS"') :]
+    worker_step = worker_step[: worker_step.index("&\n")]
+    for flag in (
+        '--cpus-per-task="$SLURM_CPUS_PER_TASK"',
+        "--mem=0",
+        '"${WORKER_GPUS[@]}"',
+    ):
+        assert flag in worker_step
+    assert 'WORKER_GPUS=(--gres="gpu:$SLURM_GPUS_ON_NODE")' in script
 
 
 def test_node_helper_takes_cpus_gpus_and_memory_from_the_allocation(tmp_path: Path) -> None:
