@@ -194,3 +194,17 @@ def test_compare_a_sweep_directory_with_its_own_mlflow_records(store, tmp_path, 
     assert all(d["method"] == "paired" and d["n"] == 3 and d["mean_diff"] == 0.0 for d in diffs)
     assert {d["sweep"] for d in diffs} == {f"{SWEEP}#2"}
     assert "identical on every seed" in diffs[0]["notes"]
+
+
+def test_a_partial_report_leaves_the_running_sweeps_store_alone(store, tmp_path, capsys):
+    _, uri, _ = store
+    sweep = two_config_sweep("running")
+    sweep.trials[0].status = "RUNNING"
+    running = sweep.write_dir(tmp_path)
+    (running / "space.yaml").write_text(
+        f"name: running\nmlflow: {{tracking_uri: '{uri}', experiment: {SWEEP}}}\n"
+    )
+    parser = argparse.ArgumentParser()
+    report_command.add_arguments(parser)
+    assert report_command.run(parser.parse_args([str(running), "--partial", "--no-plots"])) == 0
+    assert "MLflow: not updated while the sweep is still running" in capsys.readouterr().out

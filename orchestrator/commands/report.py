@@ -142,10 +142,15 @@ def _log_to_mlflow(report, files: list[Path], mlflow_uri: str | None) -> None:
 
     Failing to reach MLflow does not fail the report, whose files are already written: it is a warning.
     """
-    from orchestrator.report.load import ReportInputError
+    from orchestrator.report.load import ACTIVE_STATUSES, ReportInputError
     from orchestrator.report.mlflow_aggregates import log_aggregates
 
     sweep = report.sweep
+    counts = sweep.status_counts()
+    if any(counts[s] for s in ACTIVE_STATUSES):
+        # The running sweep's driver is its store's only writer (SQLite does not take two).
+        print("MLflow: not updated while the sweep is still running; run report again when it has ended")
+        return
     uri = mlflow_uri if (mlflow_uri and sweep.sweep_dir is not None) else sweep.tracking_uri
     if not uri:
         print("MLflow: this sweep has no tracking store (no mlflow.db, no --mlflow-uri); nothing logged")
