@@ -130,7 +130,7 @@ def query_job(job_id: str, env: Mapping[str, str] | None = None) -> JobState | N
         )
     try:
         sacct = find_program("sacct", env)
-    except Exception:  # noqa: BLE001 — no sacct: Slurm simply has nothing more to say
+    except SlurmError:  # no sacct: Slurm simply has nothing more to say
         return None
     result = subprocess.run(
         [sacct, "-j", job_id, "-X", "-n", "-P", "-o", "JobID,State,Elapsed,Timelimit,NodeList,ExitCode"],

@@ -93,6 +93,7 @@ class SlurmCluster:
             env["SPIKESWEEP_RAY_TMP_ROOT"] = str(self.ray_tmp_root)
         for key in [k for k in env if k.startswith(("SLURM_", "SBATCH_", "SRUN_")) and k != "SLURM_CONF"]:
             del env[key]  # a test run inside a Slurm job must not leak that job's settings
+        env.pop("RAY_ADDRESS", None)  # nor a Ray cluster another test started in this process
         return env
 
     def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
