@@ -122,7 +122,13 @@ def test_aggregates_nest_under_the_parent_and_are_idempotent(store, tmp_path):
         wider.summaries[0].estimates["best_test_top1"].ci_low
     )
     assert run.data.tags["spikesweep.confidence"] == "0.99"
-    log_aggregates(report, uri)  # back to 95 % for the other tests
+    # Another baseline: the old baseline's run gets comparison metrics, the new one's stale ones are NaN.
+    other = build_report(load_sweep_dir(sweep_dir), baseline=["method.beta=0.5"])
+    log_aggregates(other, uri)
+    new_base = client.get_run(first.run_ids[other.baseline.config_hash])
+    assert math.isnan(new_base.data.metrics["delta_best_test_top1_mean"])
+    assert new_base.data.tags["spikesweep.is_baseline"] == "true"
+    log_aggregates(report, uri)  # back to the first report for the other tests
 
     # The reader still sees exactly the trials, not the aggregates; no run is left RUNNING.
     assert len(load_mlflow(uri, SWEEP).trials) == len(two_config_sweep().trials)

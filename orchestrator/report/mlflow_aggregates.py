@@ -129,10 +129,14 @@ def log_aggregates(
             params = [Param(k, str(v)[:6000]) for k, v in group.config.items() if k not in old_params]
             old_metrics = {} if created else run.data.metrics
             now = int(time.time() * 1000)
-            metrics = [
-                Metric(k, v, now, 0)
-                for k, v in aggregate_metrics(report, summary).items()
-                if old_metrics.get(k) != v
+            values = aggregate_metrics(report, summary)
+            metrics = [Metric(k, v, now, 0) for k, v in values.items() if old_metrics.get(k) != v]
+            # MLflow cannot delete a metric: a number that no longer holds (a comparison against an
+            # earlier baseline, an interval that became undefined) is overwritten with NaN.
+            metrics += [
+                Metric(k, math.nan, now, 0)
+                for k, v in old_metrics.items()
+                if k not in values and not math.isnan(v)
             ]
             new_tags = [RunTag(k, v) for k, v in tags.items() if created or run.data.tags.get(k) != v]
             for i in range(0, max(len(params), 1), _BATCH):
