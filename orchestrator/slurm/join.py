@@ -115,7 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
     parser.add_argument("--logs", help="log file pattern with <node>, named in the error message")
     args = parser.parse_args(argv)
-    result = wait_for_nodes(args.address, args.nodes, args.timeout)
+    try:
+        result = wait_for_nodes(args.address, args.nodes, args.timeout)
+    except Exception as exc:  # noqa: BLE001 — the job script records this one line as the failure
+        print(f"could not query the Ray cluster at {args.address}: {type(exc).__name__}: {exc}", flush=True)
+        return 1
     print(result.message(args.address, args.timeout, args.logs), flush=True)
     return 0 if result.ok else 1
 
