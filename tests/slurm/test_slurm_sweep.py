@@ -105,7 +105,7 @@ def test_preempted_slurm_sweep_resumes_and_equals_a_local_run(
         done_before = pq.read_table(sweep_dir / "trials.parquet").column("status").to_pylist()
         urgent = subprocess.run(
             ["sbatch", "--parsable", "--partition=urgent", f"--nodelist={fields['NodeList']}",
-             "--cpus-per-task=2", "--wrap=sleep 3"],
+             "--cpus-per-task=2", f"--output={tmp_path / 'urgent.out'}", "--wrap=sleep 3"],
             env=slurm_cluster.env, capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
         slurm_cluster.restart_requeued(job_id)
