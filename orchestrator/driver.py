@@ -90,7 +90,8 @@ def run_sweep(
     meta = sweep_dir.check_resumable(space) if existing else None
     check_datasets(space, plan)  # a missing dataset fails here, not in every trial on the cluster
     meta = meta or sweep_dir.create(space)
-    with _interrupt_on_sigterm(), _ray_cluster(address, stream):
+    # Ray installs its own SIGTERM handler (which aborts the driver) in ray.init: ours goes on after it.
+    with _ray_cluster(address, stream), _interrupt_on_sigterm():
         import ray  # noqa: PLC0415
 
         check_cluster_fits(space, ray.cluster_resources())
@@ -168,7 +169,6 @@ def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: Text
     from ray import tune  # noqa: PLC0415
 
     from engine.training.records import metric_keys  # noqa: PLC0415
-    from orchestrator.mlflow_logger import MlflowSweepLogger  # noqa: PLC0415
     from orchestrator.optuna_bridge import OptunaSearcher, StudyBridge, build_scheduler  # noqa: PLC0415
     from orchestrator.progress import ProgressTable  # noqa: PLC0415
     from orchestrator.results import ResultsCallback, SweepRecorder  # noqa: PLC0415
@@ -197,6 +197,8 @@ def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: Text
     recorder = SweepRecorder(sweep_dir.journal, metric_keys(space.max_T()))
     callbacks: list[Any] = [ResultsCallback(bridge, recorder, sweep_dir, meta)]
     if space.mlflow.enabled:
+        from orchestrator.mlflow_logger import MlflowSweepLogger  # noqa: PLC0415
+
         uri = space.mlflow.tracking_uri or sweep_dir.mlflow_default_uri
         artifacts = sweep_dir.mlflow_artifacts.as_uri() if space.mlflow.tracking_uri is None else None
         callbacks.append(
@@ -225,6 +227,11 @@ def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: Text
         storage_path=str(sweep_dir.storage),
         failure_config=tune.FailureConfig(max_failures=space.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # The trial directory holds the engine's working files (its own checkpoints, rewritten every
+        # epoch); Tune's checkpoint already carries what a resume needs, and finished runs are exported
+        # to <sweep>/runs/. Syncing the directory as "artifacts" would copy it all again, racing the
+        # trainer's atomic renames.
+        sync_config=tune.SyncConfig(sync_artifacts=False, sync_artifacts_on_checkpoint=False),
         callbacks=callbacks,
         verbose=0,
     )
@@ -294,8 +301,8 @@ def _ray_cluster(address: str | None, stream: TextIO) -> Iterator[None]:
 def _interrupt_on_sigterm() -> Iterator[None]:
     """SIGTERM → SIGINT, which Tune turns into a graceful stop with the experiment state saved.
 
-    SIGUSR1 before Tune has installed its own handler (while Ray starts) would kill the process; it is
-    mapped to the same interrupt, which is harmless then (nothing has run) and resumable later.
+    SIGUSR1 before Tune has installed its own handler (while the experiment is built) would kill the
+    process; it is mapped to the same interrupt, which is harmless then and resumable later.
     """
 
     def to_sigint(signum: int, frame: Any) -> None:
@@ -422,6 +429,8 @@ def format_plan(plan: SweepPlan, sweep_dir: SweepDir, address: str | None = None
     lines.append(f"retries per crashed trial: {space.max_failures}")
     lines.append(f"ray: {'join ' + address if address else 'start a local cluster'}")
     if space.mlflow.enabled:
+        from orchestrator.mlflow_logger import MlflowSweepLogger  # noqa: PLC0415
+
         uri = space.mlflow.tracking_uri or sweep_dir.mlflow_default_uri
         lines.append(f"mlflow: {uri} (experiment {space.mlflow.experiment or sweep_dir.name!r})")
     else:

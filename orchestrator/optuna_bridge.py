@@ -39,6 +39,13 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from orchestrator.plan import PlannedTrial, build_plan, confirm_trials, rank_configs, search_trials_for_config
+from orchestrator.result_keys import (
+    COMPLETE_KEY,
+    EPOCHS_DONE_KEY,
+    FAILED_KEY,
+    SEED_DONE_KEY,
+    SEED_INDEX_KEY,
+)
 from orchestrator.space import Param, SweepSpace
 from orchestrator.sweepdir import SweepDir
 
@@ -53,14 +60,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# Keys the trainable adds to each Tune result (besides the engine's per-epoch metrics).
-SEED_KEY = "seed"
-SEED_INDEX_KEY = "seed_index"
-EPOCHS_DONE_KEY = "spikesweep_epochs_done"
-SEED_DONE_KEY = "spikesweep_seed_done"
-COMPLETE_KEY = "spikesweep_complete"
-FAILED_KEY = "spikesweep_failed"
 
 
 class TrialStatus:

@@ -34,11 +34,11 @@ from ray.tune import Callback
 
 from engine.config import RunConfig
 from engine.training.records import INT_KEYS, alpha_keys, metric_keys
-from orchestrator.optuna_bridge import SEED_DONE_KEY, SEED_INDEX_KEY, SEED_KEY, StudyBridge, TrialStatus
+from orchestrator.optuna_bridge import StudyBridge, TrialStatus
 from orchestrator.plan import PlannedTrial, config_for
+from orchestrator.result_keys import HOSTNAME_KEY, SEED_DONE_KEY, SEED_INDEX_KEY, SEED_KEY, WALL_TIME_KEY
 from orchestrator.space import ARM_KEY
 from orchestrator.sweepdir import SweepDir, SweepMeta
-from orchestrator.trainable import HOSTNAME_KEY, WALL_TIME_KEY
 
 __all__ = [
     "ResultsCallback",

@@ -34,15 +34,17 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.errors import TrainingError
-from orchestrator.optuna_bridge import (
+from orchestrator.plan import PlannedTrial
+from orchestrator.result_keys import (
     COMPLETE_KEY,
     EPOCHS_DONE_KEY,
     FAILED_KEY,
+    HOSTNAME_KEY,
     SEED_DONE_KEY,
     SEED_INDEX_KEY,
     SEED_KEY,
+    WALL_TIME_KEY,
 )
-from orchestrator.plan import PlannedTrial
 
 __all__ = ["FAULT_ENV", "FaultSpec", "TrialSetup", "run_trial"]
 
@@ -55,8 +57,6 @@ run; nothing else uses it.
 """
 STATE_FILE = "sweep_state.json"
 ENGINE_DIR = "engine"
-HOSTNAME_KEY = "hostname"
-WALL_TIME_KEY = "run_wall_time_s"
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,12 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             tune.report({**failure, FAILED_KEY: str(exc), SEED_KEY: seed, SEED_INDEX_KEY: index})
             return
         _export_file(run_dir / "result.json", _export_dir(setup, planned, seed) / "result.json")
+        shutil.rmtree(run_dir, ignore_errors=True)  # exported; the node's disk keeps nothing per run
         progress = reporter.progress
         restored = None
         del result
+    shutil.rmtree(work / "restored", ignore_errors=True)
+    shutil.rmtree(work / "tune_checkpoint", ignore_errors=True)
 
 
 class _Reporter:

@@ -45,7 +45,8 @@ GOOD, WORSE, DIVERGES = 0.01, 3.0, 1.0e12
 def ray_cluster(tmp_path_factory):
     import ray
 
-    env = {"RAY_AUTH_MODE": "disabled", "SPIKESWEEP_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    cache = tmp_path_factory.getbasetemp() / "spikesweep-cache"  # shared with test_sweep_resume
+    env = {"RAY_AUTH_MODE": "disabled", "SPIKESWEEP_CACHE": str(cache)}
     saved = {k: os.environ.get(k) for k in env}
     for key, value in env.items():
         os.environ.setdefault(key, value)  # workers inherit the driver's environment at ray.init

@@ -1,0 +1,214 @@
+"""Stopping and resuming the real ``spikesweep sweep`` command (a subprocess running its own local Ray
+cluster): a graceful stop (SIGUSR1, then SIGTERM, which Tune itself ignores) and a hard kill (SIGKILL)
+mid-sweep; rerunning the same command finishes the sweep with exactly the planned trials, one MLflow
+run each and nothing left RUNNING anywhere. A rerun with a changed space is refused."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from engine.errors import ConfigError
+from orchestrator.driver import run_sweep
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+SPACE = {
+    "name": "resume",
+    "preset": "quick",
+    "base": {
+        "T": 2,
+        "epochs": 3,
+        "batch_size": 8,
+        "model": {"width": 0.125},
+        "data": {"nshapes_classes": 4, "nshapes_per_class": 12, "event_size": 16},
+        "optim": {"lr_scaling": "none"},
+    },
+    "parameters": {"optim.lr": [0.01, 0.003]},
+    "seeds": [0, 1],
+    "max_concurrent_trials": 2,
+    "progress": {"interval_s": 60},
+}
+PLAN_KEYS = {f"g{i:04d}s{s}" for i in range(2) for s in (0, 1)}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One data cache for the session's sweep tests (nshapes is generated once)."""
+    return Path(os.environ.get("SPIKESWEEP_CACHE") or tmp_path_factory.getbasetemp() / "spikesweep-cache")
+
+
+class SweepCommand:
+    """``python -m orchestrator.cli sweep SPACE --storage DIR`` in its own session (process group)."""
+
+    def __init__(self, root: Path, cache: Path) -> None:
+        self.root = root
+        self.space = root / "space.yaml"
+        self.space.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+        self.storage = root / "sweeps"
+        self.sweep_dir = self.storage / "resume"
+        self.env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "disabled",
+            "SPIKESWEEP_CACHE": str(cache),
+            "OMP_NUM_THREADS": "1",
+        }
+        self.runs = 0
+
+    def start(self) -> subprocess.Popen:
+        self.runs += 1
+        log = (self.root / f"run{self.runs}.log").open("w")
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli",
+                "sweep",
+                str(self.space),
+                "--storage",
+                str(self.storage),
+            ],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def run(self, timeout: float = 300) -> subprocess.CompletedProcess:
+        process = self.start()
+        try:
+            process.wait(timeout=timeout)
+        finally:
+            _kill_group(process)
+        return subprocess.CompletedProcess(process.args, process.returncode, self.log(self.runs))
+
+    def log(self, run: int) -> str:
+        return (self.root / f"run{run}.log").read_text()
+
+    def wait_for_completed_trials(self, process: subprocess.Popen, count: int, timeout: float = 240) -> None:
+        """Until ``count`` of the 4 trials are COMPLETE (so the sweep is mid-way)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert process.poll() is None, self.log(self.runs)
+            if self._progress() >= count:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"no progress within {timeout}s:\n{self.log(self.runs)}")
+
+    def _progress(self) -> int:
+        try:
+            rows = pq.read_table(self.sweep_dir / "trials.parquet").to_pylist()
+        except (OSError, ValueError):  # not written yet
+            return 0
+        return sum(r["status"] == "COMPLETE" for r in rows)
+
+    def mlflow(self) -> tuple[MlflowClient, list, list]:
+        client = MlflowClient(f"sqlite:///{self.sweep_dir / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("resume")
+        runs = client.search_runs([experiment.experiment_id], max_results=1000)
+        parents = [r for r in runs if r.data.tags.get("spikesweep.role") == "sweep"]
+        children = [r for r in runs if r.data.tags.get("spikesweep.role") == "trial"]
+        return client, parents, children
+
+    def study(self) -> optuna.Study:
+        return optuna.load_study(study_name="resume", storage=f"sqlite:///{self.sweep_dir / 'optuna.db'}")
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Stop whatever the command left behind (a SIGKILLed driver orphans its Ray helper processes)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def assert_finished_exactly_once(command: SweepCommand) -> None:
+    rows = pq.read_table(command.sweep_dir / "trials.parquet").to_pylist()
+    assert {r["plan_key"] for r in rows} == PLAN_KEYS and len(rows) == len(PLAN_KEYS)
+    assert {r["status"] for r in rows} == {"COMPLETE"} and {r["epochs_run"] for r in rows} == {3}
+    epochs = pq.read_table(command.sweep_dir / "epochs.parquet").to_pylist()
+    assert sorted(collections.Counter((r["plan_key"], r["epoch"]) for r in epochs).values()) == [1] * 12
+
+    trials = command.study().trials
+    assert len(trials) == len(PLAN_KEYS), [t.user_attrs["plan_key"] for t in trials]
+    assert {t.state.name for t in trials} == {"COMPLETE"}
+
+    client, parents, children = command.mlflow()
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    keys = [c.data.tags["spikesweep.run_key"] for c in children]
+    assert sorted(keys) == sorted(f"{k}:{k[-1]}" for k in PLAN_KEYS)  # one run per trial, no duplicates
+    assert {c.info.status for c in children} == {"FINISHED"}
+    for child in children:
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "test_top1")]
+        assert sorted(steps) == [0, 1, 2], (child.data.tags["spikesweep.run_key"], steps)
+    by_run = {r["mlflow_run_id"]: r for r in rows}
+    assert set(by_run) == {c.info.run_id for c in children}
+
+
+def test_graceful_stops_resume_without_duplicates(tmp_path, cache) -> None:
+    command = SweepCommand(tmp_path, cache)
+
+    # SIGUSR1 (what Slurm sends before preemption): Tune stops and saves its state.
+    first = command.start()
+    try:
+        command.wait_for_completed_trials(first, 1)
+        first.send_signal(signal.SIGUSR1)
+        assert first.wait(timeout=120) == 75, command.log(1)
+    finally:
+        _kill_group(first)
+    assert "rerun the same command to resume" in command.log(1)
+    _, parents, children = command.mlflow()
+    assert parents[0].info.status == "KILLED" and parents[0].data.tags["spikesweep.status"] == "INTERRUPTED"
+    assert "RUNNING" not in {c.info.status for c in children}, "no MLflow run is left dangling"
+
+    # A changed space is refused before anything starts (here in-process: the CLI prints the same).
+    changed = tmp_path / "changed" / "space.yaml"
+    changed.parent.mkdir()
+    changed.write_text(yaml.safe_dump({**SPACE, "parameters": {"optim.lr": [0.01, 0.02]}}, sort_keys=False))
+    with pytest.raises(ConfigError) as refused:
+        run_sweep(changed, storage=command.storage)
+    assert "refusing to resume" in str(refused.value) and "parameters.optim.lr" in str(refused.value)
+
+    # SIGTERM (what `scancel` and most schedulers send): translated into the same graceful stop.
+    second = command.start()
+    try:
+        command.wait_for_completed_trials(second, 2)  # 2 left: one running, one pending
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=120) == 75, command.log(command.runs)
+    finally:
+        _kill_group(second)
+    assert "resuming resume" in command.log(command.runs)
+
+    final = command.run()
+    assert final.returncode == 0, final.stdout
+    assert "resume complete: 4 complete" in final.stdout
+    assert_finished_exactly_once(command)
+
+
+def test_killed_driver_resumes_without_duplicates(tmp_path, cache) -> None:
+    command = SweepCommand(tmp_path, cache)
+    first = command.start()
+    try:
+        command.wait_for_completed_trials(first, 2)  # 2 left
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=60)
+    finally:
+        _kill_group(first)
+    assert first.returncode == -signal.SIGKILL
+
+    final = command.run()
+    assert final.returncode == 0, final.stdout
+    assert "resuming resume" in final.stdout
+    assert_finished_exactly_once(command)

@@ -1,0 +1,107 @@
+"""The Optuna study behind the Tune searcher, across driver restarts (real Optuna on SQLite, no Ray).
+
+The end-to-end tests cannot choose the instant a driver dies; these drive the bridge's Tune-facing
+methods directly to pin the cases that instant decides: an Optuna trial created after the last Tune
+snapshot is handed out again (never duplicated), a Tune trial restarted after it errored opens a new
+attempt, and NaN never reaches the study."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+import yaml
+from ray.tune.search import Searcher
+
+from orchestrator.optuna_bridge import OptunaSearcher, StudyBridge
+from orchestrator.result_keys import COMPLETE_KEY, SEED_KEY
+from orchestrator.space import load_space
+from orchestrator.sweepdir import SweepDir
+
+BASE = {"T": 2, "epochs": 2, "batch_size": 8, "model": {"width": 0.125}}
+
+
+@pytest.fixture
+def bridge_factory(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "study",
+                "preset": "quick",
+                "base": BASE,
+                "parameters": {"method.beta": [0.0, 0.5]},
+                "seeds": [7],
+                "objective": {"metric": "test_loss", "mode": "min"},
+            }
+        )
+    )
+    space = load_space(path)
+    sweep_dir = SweepDir.for_space(space, tmp_path / "sweeps", None)
+    sweep_dir.create(space)
+    return lambda: StudyBridge(space, sweep_dir)
+
+
+def epoch(value: float, index: int, last: bool = False) -> dict:
+    return {"epoch": index, "test_loss": value, SEED_KEY: 7, COMPLETE_KEY: last}
+
+
+def states(bridge: StudyBridge) -> list[str]:
+    return [t.state.name for t in bridge.study.trials]
+
+
+def test_orphaned_trial_is_handed_out_again_after_a_driver_restart(bridge_factory) -> None:
+    first = bridge_factory()
+    config = first.next_trial("tuneA")
+    assert config["plan_key"] == "g0000s7" and states(first) == ["RUNNING"]
+    first.report("tuneA", epoch(1.5, 0), config, may_prune=True)
+
+    # The driver dies before Tune snapshotted tuneA: the restored searcher knows no Tune trial.
+    second = bridge_factory()
+    again = second.next_trial("tuneB")
+    assert again == config  # same plan key, params and seeds …
+    assert len(second.study.trials) == 1  # … and the same Optuna trial, not a duplicate
+    assert second.study.trials[0].user_attrs["tune_trial_id"] == "tuneB"
+    assert second.next_trial("tuneC")["plan_key"] == "g0001s7"
+    assert second.next_trial("tuneD") == Searcher.FINISHED  # everything planned exists
+
+    # The replayed epoch is not reported twice; the trial finishes once.
+    second.report("tuneB", epoch(1.5, 0), again, may_prune=True)
+    second.report("tuneB", epoch(1.2, 1, last=True), again, may_prune=True)
+    assert second.complete("tuneB", epoch(1.2, 1, last=True), error=False) == "COMPLETE"
+    assert second.complete("tuneB", epoch(1.2, 1, last=True), error=False) is None
+    assert second.study.trials[0].intermediate_values == {0: 1.5, 1: 1.2}
+    assert not second.is_complete()
+    second.complete("tuneC", epoch(1.4, 1, last=True), error=False)
+    assert second.is_complete()
+    assert states(second) == ["COMPLETE", "COMPLETE"]
+
+
+def test_errored_trial_resumed_by_tune_opens_a_new_attempt(bridge_factory, tmp_path) -> None:
+    bridge = bridge_factory()
+    config = bridge.next_trial("tuneA")
+    assert bridge.complete("tuneA", None, error=True) == "FAILED"
+    OptunaSearcher(bridge).save(str(tmp_path / "searcher.json"))  # Tune's experiment snapshot
+
+    # `Tuner.restore(..., resume_errored=True)` runs the same Tune trial again.
+    restored = bridge_factory()
+    OptunaSearcher(restored).restore(str(tmp_path / "searcher.json"))
+    restored.report("tuneA", epoch(1.3, 0), config, may_prune=True)
+    assert states(restored) == ["FAIL", "RUNNING"]
+    attempt = restored.study.trials[1]
+    assert attempt.user_attrs["plan_key"] == "g0000s7" and attempt.user_attrs["attempt"] == 2
+    assert attempt.params == restored.study.trials[0].params
+    restored.complete("tuneA", epoch(1.3, 1, last=True), error=False)
+    assert states(restored) == ["FAIL", "COMPLETE"]
+    assert [e.number for e in restored.latest_entries()] == [1]  # the plan key's newest attempt counts
+
+
+def test_nan_never_reaches_optuna(bridge_factory) -> None:
+    bridge = bridge_factory()
+    config = bridge.next_trial("tuneA")
+    assert not bridge.report("tuneA", epoch(math.nan, 0), config, may_prune=True)
+    assert bridge.complete("tuneA", epoch(math.inf, 1, last=True), error=False) == "FAILED"
+    trial = bridge.study.trials[0]
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.intermediate_values == {}
+    assert "non-finite test_loss" in trial.user_attrs["fail_reason"]
