@@ -429,8 +429,6 @@ def format_plan(plan: SweepPlan, sweep_dir: SweepDir, address: str | None = None
     lines.append(f"retries per crashed trial: {space.max_failures}")
     lines.append(f"ray: {'join ' + address if address else 'start a local cluster'}")
     if space.mlflow.enabled:
-        from orchestrator.mlflow_logger import MlflowSweepLogger  # noqa: PLC0415
-
         uri = space.mlflow.tracking_uri or sweep_dir.mlflow_default_uri
         lines.append(f"mlflow: {uri} (experiment {space.mlflow.experiment or sweep_dir.name!r})")
     else:

@@ -12,7 +12,9 @@ new runs while the old ones stay RUNNING forever. This logger
   a killed driver are backfilled;
 * batches metrics (``log_batch``, at most every ``flush_interval_s`` per run, and at every run end);
 * leaves nothing RUNNING: finished trials end FINISHED/FAILED with their status tag, and when the sweep
-  stops early the unfinished ones (and the parent) are marked KILLED until the sweep is resumed.
+  stops early the unfinished ones (and the parent) are marked KILLED until the sweep is resumed;
+* never stops a sweep: MLflow is a mirror of the journal, so if the tracking server is unreachable the
+  logger warns and catches up from the journal when it answers again (or at the next resume).
 
 A child is one engine run: a trial on one seed. With the seed-aware ``wilcoxon`` pruner a trial runs
 several seeds, one child each; ``spikesweep.status`` is the trial's status and
@@ -21,9 +23,11 @@ several seeds, one child each; ``spikesweep.status`` is the trial's status and
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,21 @@ STATUS_TAG = "spikesweep.status"
 RUN_STATUS_TAG = "spikesweep.run_status"
 _BATCH_METRICS = 1000  # MLflow's per-request limits
 _BATCH_PARAMS = 100
+
+
+def _tolerant(method: Callable[..., None]) -> Callable[..., None]:
+    """Run a Tune hook; an MLflow failure becomes a warning (retried at the next hook), not a crash."""
+
+    @functools.wraps(method)
+    def hook(self: MlflowSweepLogger, *args: Any, **kwargs: Any) -> None:
+        try:
+            if not self._attached:
+                self.attach()
+            method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 — any store/network error; the journal keeps the data
+            self._warn(exc)
+
+    return hook
 
 
 @dataclass
@@ -84,12 +103,28 @@ class MlflowSweepLogger(LoggerCallback):
         self._experiment_id = ""
         self.parent_id = ""
         self._children: dict[str, _ChildRun] = {}
+        self._attached = False
+        self._last_warning = -math.inf
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_client"] = None
         state["_children"] = {}
+        state["_attached"] = False
         return state
+
+    def _warn(self, exc: Exception) -> None:
+        log.debug("MLflow call failed", exc_info=exc)
+        now = time.monotonic()
+        if now - self._last_warning >= 60:
+            self._last_warning = now
+            log.warning(
+                "MLflow at %s failed (%s: %s); the sweep goes on, and MLflow is brought up to date from "
+                "the journal when it answers again (or when the sweep is resumed)",
+                self.tracking_uri,
+                type(exc).__name__,
+                exc,
+            )
 
     @property
     def client(self) -> Any:
@@ -101,9 +136,11 @@ class MlflowSweepLogger(LoggerCallback):
 
     # ----------------------------------------------------------------------------------------------
     # Tune hooks
+    @_tolerant
     def setup(self, *args: Any, **kwargs: Any) -> None:
-        self.attach()
+        """Attaching happens in the guard (also retried by every later hook until it succeeds)."""
 
+    @_tolerant
     def log_trial_start(self, trial: Any) -> None:
         planned = PlannedTrial.from_config(trial.config)
         for record in self.recorder.runs_of(planned.plan_key):
@@ -113,6 +150,7 @@ class MlflowSweepLogger(LoggerCallback):
                 self.client.set_tag(child.run_id, STATUS_TAG, TrialStatus.RUNNING)
                 child.status = "RUNNING"
 
+    @_tolerant
     def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
         planned = PlannedTrial.from_config(trial.config)
         seed = result.get("seed")
@@ -129,6 +167,7 @@ class MlflowSweepLogger(LoggerCallback):
         elif time.monotonic() - child.last_flush >= self.flush_interval_s:
             self._sync(record, child, force=True)
 
+    @_tolerant
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         planned = PlannedTrial.from_config(trial.config)
         entry = self.bridge.entry_for_tune_trial(trial.trial_id)
@@ -143,6 +182,7 @@ class MlflowSweepLogger(LoggerCallback):
             record = RunRecord(planned.plan_key, seed, 0, trial.trial_id, planned.stage, planned.config_hash)
             self._finish(record, self._child(record), status)
 
+    @_tolerant
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.monotonic()
         for key, child in self._children.items():
@@ -154,6 +194,7 @@ class MlflowSweepLogger(LoggerCallback):
             ):
                 self._sync(record, child, force=True)
 
+    @_tolerant
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Flush everything; whatever did not finish is KILLED until the sweep resumes."""
         for key, child in self._children.items():
@@ -197,6 +238,7 @@ class MlflowSweepLogger(LoggerCallback):
                 run.info.run_id, int(run.data.tags.get(LAST_EPOCH_TAG, -1)), run.info.status
             )
             self.recorder.mlflow_run_ids[key] = run.info.run_id
+        self._attached = True
         for key, record in self.recorder.runs.items():
             if key in self._children:
                 self._sync(record, self._children[key], force=True)
@@ -270,11 +312,11 @@ class MlflowSweepLogger(LoggerCallback):
             tags["spikesweep.arm"] = str(planned.params["arm"])
         name = f"{record.plan_key}-s{record.seed}" if seed_aware else record.plan_key
         run = self.client.create_run(self._experiment_id, tags=tags, run_name=name)
+        child = self._children[key] = _ChildRun(run.info.run_id, -1, "RUNNING")
+        self.recorder.mlflow_run_ids[key] = run.info.run_id
         params = [Param(k, _param_value(v)) for k, v in config.flat().items()]
         for start in range(0, len(params), _BATCH_PARAMS):
             self.client.log_batch(run.info.run_id, params=params[start : start + _BATCH_PARAMS])
-        child = self._children[key] = _ChildRun(run.info.run_id, -1, "RUNNING")
-        self.recorder.mlflow_run_ids[key] = run.info.run_id
         return child
 
     def _sync(self, record: RunRecord, child: _ChildRun, force: bool = False) -> None:
@@ -292,7 +334,7 @@ class MlflowSweepLogger(LoggerCallback):
             for key, value in record.epochs[epoch].items()
             if value is not None and math.isfinite(value)
         ]
-        if record.seed_done and not math.isnan(record.wall_time_s):
+        if not math.isnan(record.wall_time_s):  # the run's wall time so far (pruned runs have one too)
             metrics.append(Metric("wall_time_s", record.wall_time_s, now, pending[-1]))
         tags = [
             RunTag(LAST_EPOCH_TAG, str(pending[-1])),

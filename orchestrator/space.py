@@ -38,6 +38,7 @@ A space file, top to bottom (every key but ``name`` is optional)::
     max_failures: 2                  # retries of a crashed trial, from its last checkpoint
     mlflow: {enabled: true, tracking_uri: null, experiment: null}
     progress: {interval_s: 30}
+    report: {baseline: {method.beta: 0.0}, baseline_name: "no transfer loss"}   # for spikesweep report
 """
 
 from __future__ import annotations
@@ -115,10 +116,11 @@ _TOP_KEYS = (
     "max_failures",
     "mlflow",
     "progress",
+    "report",
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Keys a resumed sweep may change: they affect neither which trials run nor what they compute.
-_RESUME_SAFE_KEYS = ("description", "progress")
+_RESUME_SAFE_KEYS = ("description", "progress", "report")
 
 
 class SpaceError(ConfigError):
@@ -404,6 +406,7 @@ class _Parser:
         interval = progress.get("interval_s", 30)
         if not _is_number(interval) or interval <= 0:
             raise self.fail("progress.interval_s", f"{interval!r} must be a number > 0")
+        self._report(raw.get("report"), parameters, arms)
 
         space = SweepSpace(
             path=self.path,
@@ -592,6 +595,29 @@ class _Parser:
             elif not _is_int(v, minimum=0):
                 raise self.fail(where, f"{v!r} must be an integer ≥ 0")
         return PrunerSpec(name=name, options=merged)
+
+    def _report(self, value: Any, parameters: tuple[Param, ...], arms: tuple[Arm, ...]) -> None:
+        """``report: {baseline: {KEY: VALUE}, baseline_name: ...}``: read by ``spikesweep report`` only."""
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            raise self.fail("report", f"{value!r} must be a mapping like {{baseline: {{method.beta: 0.0}}}}")
+        self._check_keys(value, ("baseline", "baseline_name"), "report")
+        name = value.get("baseline_name")
+        if name is not None and not isinstance(name, str):
+            raise self.fail("report.baseline_name", f"{name!r} must be a string")
+        baseline = value.get("baseline") or {}
+        if not isinstance(baseline, dict):
+            raise self.fail("report.baseline", f"{baseline!r} must be a mapping of varied keys to values")
+        valid = {p.key for p in parameters} | {k for a in arms for k in a.overrides}
+        if arms:
+            valid.add(ARM_KEY)
+        for key, wanted in baseline.items():
+            if key not in valid:
+                raise self.fail(f"report.baseline.{key}", _unknown(str(key), sorted(valid), "varied key"))
+            if key == ARM_KEY and wanted not in [a.name for a in arms]:
+                names = ", ".join(a.name for a in arms)
+                raise self.fail(f"report.baseline.{key}", f"unknown arm {wanted!r}; arms: {names}")
 
     def _confirm(self, value: Any, pruner: PrunerSpec) -> ConfirmSpec | None:
         if value is None:

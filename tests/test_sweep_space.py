@@ -100,6 +100,12 @@ def write_space(tmp_path: Path, **overrides) -> Path:
         ({"arms": [{"name": "a", "set": {"method.beta": -1.0}}]}, "arms[a].set", "must be ≥ 0"),
         ({"confirm": {"top_k": 2}, "pruner": "wilcoxon"}, "confirm", "wilcoxon"),
         ({"max_concurrent_trials": 0}, "max_concurrent_trials", "≥ 1"),
+        ({"report": {"baseline": {"method.betta": 0.0}}}, "report.baseline.method.betta", "method.beta"),
+        (
+            {"arms": [{"name": "full", "set": {}}], "report": {"baseline": {"arm": "ful"}}},
+            "report.baseline.arm",
+            "arms: full",
+        ),
     ],
 )
 def test_bad_space_names_file_key_and_allowed_values(tmp_path, overrides, key_path, allowed) -> None:

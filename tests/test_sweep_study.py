@@ -105,3 +105,27 @@ def test_nan_never_reaches_optuna(bridge_factory) -> None:
     trial = bridge.study.trials[0]
     assert trial.state == optuna.trial.TrialState.FAIL and trial.intermediate_values == {}
     assert "non-finite test_loss" in trial.user_attrs["fail_reason"]
+
+
+def test_mlflow_outage_is_a_warning_not_a_crash(bridge_factory, tmp_path, caplog) -> None:
+    from engine.training.records import metric_keys
+    from orchestrator.mlflow_logger import MlflowSweepLogger
+    from orchestrator.results import SweepRecorder
+
+    bridge = bridge_factory()
+    recorder = SweepRecorder(tmp_path / "journal.jsonl", metric_keys(2))
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the store's directory should be")
+    logger = MlflowSweepLogger(
+        bridge,
+        recorder,
+        bridge.sweep_dir.read_meta(),
+        tracking_uri=f"sqlite:///{blocked}/mlflow.db",
+        experiment="study",
+        artifact_location=None,
+        space_file=bridge.sweep_dir.space_path,
+    )
+    with caplog.at_level("WARNING"):
+        logger.setup()
+        logger.on_experiment_end([])
+    assert "the sweep goes on" in caplog.text and "mlflow.db" in caplog.text
