@@ -210,3 +210,55 @@ def test_event_only_baseline_trains_on_events(tiny, tmp_path):
     assert row["train_loss_static"] == 0.0
     for key in ("sliding_p", "alpha_0", "train_cka_distance"):
         assert math.isnan(row[key]), key  # no static stream, no coefficients
+
+
+def test_bf16_autocast_trains(tiny, tmp_path):
+    result = train(tiny.with_overrides({"precision": "bf16", "epochs": 1}), tmp_path / "bf16")
+    (row,) = read_records(tmp_path / "bf16" / "epochs.parquet")
+    assert result.epochs_run == 1 and math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_epoch_never_synchronises_the_gpu(tiny, monkeypatch):
+    """On CUDA, any host synchronisation inside the epoch (``.item()``, ``nonzero``, …) raises."""
+    from engine.data import build_data
+    from engine.training.loading import build_model
+    from engine.training.loop import TrainLoop
+    from engine.training.optim import create_optimizer
+    from engine.training.rng import epoch_generators
+
+    config = tiny.with_overrides({"device": "cuda"})
+    device = torch.device("cuda")
+    bundle = build_data(config)
+    model = build_model(config, bundle.num_classes).to(device)
+    loop = TrainLoop(model, create_optimizer(model, config), bundle, config, device)
+    loop.train_epoch(0, 0, epoch_generators(config.seed, 0, device))  # warm-up: lazy initialisation
+    torch.cuda.synchronize()
+
+    real_tolist = torch.Tensor.tolist
+
+    def tolist_after_the_loop(self):  # the epoch's one allowed read-back of its sums
+        torch.cuda.set_sync_debug_mode("default")
+        return real_tolist(self)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", tolist_after_the_loop)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        stats = loop.train_epoch(1, loop.iters_per_epoch, epoch_generators(config.seed, 1, device))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert stats.finite
+
+
+@pytest.mark.slow
+def test_quick_preset_learns_well_above_chance(cache_root, tmp_path):
+    """The full method (CKA transfer, learnable coefficients, TET, sliding) on nshapes: 10 classes."""
+    config = RunConfig.from_preset("quick").with_overrides(
+        {"data.cache_root": str(cache_root), "progress": False}
+    )
+    result = train(config, tmp_path / "quick")
+    rows = read_records(tmp_path / "quick" / "epochs.parquet")
+    assert result.best_test_top1 >= 35.0  # chance is 10 %; the preset reaches ~60–70 %
+    assert rows[-1]["test_top1"] >= 25.0
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[-1]["sliding_p"] == 1.0  # the static stream has become an event stream
