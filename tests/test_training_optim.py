@@ -77,7 +77,8 @@ def test_warmup_then_cosine_matches_spec_formula():
     for e in range(5):
         assert lrs[e] == pytest.approx(1e-6 + e * (peak - 1e-6) / 5, rel=1e-12)
     for e in range(5, 300):
-        assert lrs[e] == pytest.approx(1e-5 + 0.5 * (peak - 1e-5) * (1 + math.cos(math.pi * e / 300)), rel=1e-12)
+        cosine = 1e-5 + 0.5 * (peak - 1e-5) * (1 + math.cos(math.pi * e / 300))
+        assert lrs[e] == pytest.approx(cosine, rel=1e-12)
     assert lrs[150] == pytest.approx(1e-5 + 0.5 * (peak - 1e-5), rel=1e-12)
     assert max(lrs) < peak  # no epoch trains at the exact peak: cosine is evaluated at the absolute epoch
 
