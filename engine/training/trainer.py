@@ -5,7 +5,8 @@ A run directory holds::
     config.yaml           the run configuration
     epochs.parquet        one record per completed epoch (engine.training.records)
     checkpoints/last/     the newest checkpoint (engine.training.checkpoint)
-    checkpoints/best/     the checkpoint of the epoch with the best test top-1
+    checkpoints/best/     the checkpoint of the epoch with the best test top-1 (ties keep the earlier
+                          epoch; weights-only when the run was resumed in a new directory after it)
     result.json           written when the run ends: completed, failed or interrupted
 
 Order of work, chosen so that nothing is lost and nothing is wasted:
@@ -72,7 +73,8 @@ class RunResult:
     epochs_run: int
     """Completed epochs, including those before a resume."""
     wall_time_s: float
-    """Wall time of all completed epochs and their evaluation and checkpoints, summed over resumes."""
+    """Seconds from the start of ``train`` (setup included) to the last completed epoch's checkpoint,
+    summed over resumes."""
     run_dir: Path
 
 
