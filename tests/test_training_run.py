@@ -112,13 +112,24 @@ def test_reference_run_writes_the_contract_layout(reference, tiny):
 
 
 def test_lr_records_follow_the_schedule(reference, tiny):
-    _, rows, _ = reference
+    result, rows, _ = reference
     assert rows[0]["lr"] == 1e-4  # epoch 0 trains at warmup_lr
     peak = 0.5 * 8 / 1024
     for row in rows[1:]:
         e = row["epoch"]
         assert row["lr"] == pytest.approx(1e-5 + 0.5 * (peak - 1e-5) * (1 + math.cos(math.pi * e / 4)))
         assert row["lr"] == lr_at_epoch(e, tiny)
+    # the optimiser really trained at the recorded rate, in both parameter groups
+    groups = load_checkpoint(result.run_dir).optimizer_state["param_groups"]
+    assert [g["lr"] for g in groups] == [rows[-1]["lr"]] * len(groups)
+    assert sorted(g["weight_decay"] for g in groups) == [0.0, tiny.optim.weight_decay]
+
+
+def test_same_seed_twice_gives_identical_records_and_weights(reference, tiny, tmp_path):
+    _, ref_rows, ref_weights = reference
+    train(tiny, tmp_path / "again")
+    assert _deterministic(read_records(tmp_path / "again" / "epochs.parquet")) == _deterministic(ref_rows)
+    _assert_same_weights(load_checkpoint(tmp_path / "again").model_state, ref_weights)
 
 
 def test_interrupt_and_resume_equals_uninterrupted(reference, tiny, tmp_path):
