@@ -201,3 +201,23 @@ def test_a_checkpoint_for_another_shape_is_refused_with_the_reason(cache_root, t
 def test_our_model_state_is_not_mistaken_for_the_original(tmp_path):
     ours = create_model("transfer_vgg_snn", num_classes=4, T=2, width=0.0625, input_size=16).state_dict()
     assert not any(k.endswith(".threshold") for k in ours)  # thresholds are constructor numbers here
+
+
+@pytest.mark.parametrize("name", ["quick", "ncaltech101", "cepdvs", "nomniglot"])
+def test_presets_are_valid_published_recipes(name):
+    from engine.config import list_presets
+    from engine.training import check_config
+
+    assert name in list_presets()
+    config = check_config(RunConfig.from_preset(name))
+    published = {  # spec §9.1: model, T, batch, epochs, schedule, effective lr
+        "ncaltech101": ("transfer_vgg_snn", 10, 120, 300, "cosine", 5e-3 * 120 / 1024),
+        "cepdvs": ("transfer_resnet18", 6, 120, 200, "cosine", 5e-3 * 120 / 1024),
+        "nomniglot": ("transfer_scnn", 12, 16, 50, "step", 0.01875),
+    }
+    if name in published:
+        from engine.training.optim import effective_lr
+
+        model, T, batch, epochs, schedule, lr = published[name]
+        assert (config.model.name, config.T, config.batch_size, config.epochs) == (model, T, batch, epochs)
+        assert config.schedule.name == schedule and effective_lr(config) == pytest.approx(lr)
