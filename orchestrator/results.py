@@ -267,8 +267,14 @@ def epochs_schema(max_T: int) -> pa.Schema:
 
 
 def trial_rows(
-    bridge: StudyBridge, recorder: SweepRecorder, meta: SweepMeta, version: str
+    bridge: StudyBridge,
+    recorder: SweepRecorder,
+    meta: SweepMeta,
+    version: str,
+    configs: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
+    """Rows of ``trials.parquet``; ``configs`` caches each run's flat config between rewrites."""
+    configs = {} if configs is None else configs
     space = bridge.space
     base = space.base_config()
     varied = space.varied_keys()
@@ -284,7 +290,10 @@ def trial_rows(
             record = records.get(seed)
             last = record.last() if record else None
             run_status = TrialStatus.COMPLETE if record is not None and record.seed_done else status
-            flat = config_for(space, base, planned.overrides, seed).flat()
+            key = run_key(planned.plan_key, seed)
+            if key not in configs:
+                configs[key] = config_for(space, base, planned.overrides, seed).flat()
+            flat = configs[key]
             rows.append(
                 {
                     "trial_id": record.trial_id if record else _tune_trial_id(bridge, entry.number),
@@ -340,14 +349,19 @@ def epoch_rows(recorder: SweepRecorder, max_T: int) -> list[dict[str, Any]]:
     return rows
 
 
-def write_tables(bridge: StudyBridge, recorder: SweepRecorder, sweep_dir: SweepDir, meta: SweepMeta) -> None:
+def write_tables(
+    bridge: StudyBridge,
+    recorder: SweepRecorder,
+    sweep_dir: SweepDir,
+    meta: SweepMeta,
+    configs: dict[str, dict[str, Any]] | None = None,
+) -> None:
     """Rewrite ``trials.parquet`` and ``epochs.parquet`` atomically from the study and the journal."""
     from orchestrator.sweepdir import spikesweep_version  # noqa: PLC0415
 
     max_T = bridge.space.max_T()
-    _write(
-        sweep_dir.trials_parquet, trial_rows(bridge, recorder, meta, spikesweep_version()), trials_schema()
-    )
+    rows = trial_rows(bridge, recorder, meta, spikesweep_version(), configs)
+    _write(sweep_dir.trials_parquet, rows, trials_schema())
     _write(sweep_dir.epochs_parquet, epoch_rows(recorder, max_T), epochs_schema(max_T))
 
 
@@ -384,6 +398,7 @@ class ResultsCallback(Callback):
         self.recorder = recorder
         self.sweep_dir = sweep_dir
         self.meta = meta
+        self._configs: dict[str, dict[str, Any]] = {}
 
     def setup(self, **info: Any) -> None:
         # After ``Tuner.restore`` this object was unpickled without its records: replay the journal.
@@ -403,4 +418,4 @@ class ResultsCallback(Callback):
         self.recorder.close()
 
     def write(self) -> None:
-        write_tables(self.bridge, self.recorder, self.sweep_dir, self.meta)
+        write_tables(self.bridge, self.recorder, self.sweep_dir, self.meta, self._configs)

@@ -261,10 +261,18 @@ class SweepSpace:
 
     # ----------------------------------------------------------------------------------------------
     def base_config(self) -> RunConfig:
-        """The run config every trial starts from (preset, then ``base``), progress bars off."""
-        config = load_preset(self.preset, self.path) if self.preset else RunConfig()
-        overrides = {**self.base_overrides, "progress": False}
-        return config.with_overrides(overrides, source=f"{self.path}: base")
+        """The run config every trial starts from (preset, then ``base``), progress bars off.
+
+        Built once per space (it reads the preset file); callers derive trial configs from it with
+        ``with_overrides``, which returns new objects, so the shared one is never changed.
+        """
+        cached = self.__dict__.get("_base_config")
+        if cached is None:
+            config = load_preset(self.preset, self.path) if self.preset else RunConfig()
+            overrides = {**self.base_overrides, "progress": False}
+            cached = config.with_overrides(overrides, source=f"{self.path}: base")
+            object.__setattr__(self, "_base_config", cached)  # a cache on a frozen dataclass
+        return cached
 
     def all_params(self) -> tuple[Param, ...]:
         """The parameters plus the arm choice (as a categorical ``arm`` parameter) when arms exist."""
