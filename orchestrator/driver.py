@@ -227,10 +227,9 @@ def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: Text
         storage_path=str(sweep_dir.storage),
         failure_config=tune.FailureConfig(max_failures=space.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        # The trial directory holds the engine's working files (its own checkpoints, rewritten every
-        # epoch); Tune's checkpoint already carries what a resume needs, and finished runs are exported
-        # to <sweep>/runs/. Syncing the directory as "artifacts" would copy it all again, racing the
-        # trainer's atomic renames.
+        # Trials keep their files in node-local scratch (orchestrator.trainable.scratch_dir); what a
+        # resume needs travels in Tune's checkpoints and finished runs are exported to <sweep>/runs/,
+        # so there are no trial "artifacts" worth copying.
         sync_config=tune.SyncConfig(sync_artifacts=False, sync_artifacts_on_checkpoint=False),
         callbacks=callbacks,
         verbose=0,

@@ -148,29 +148,34 @@ class StudyBridge:
             storage = optuna.storages.RDBStorage(
                 self.sweep_dir.optuna_url, engine_kwargs={"connect_args": {"timeout": 60}}
             )
-            self._study = optuna.create_study(
+            study = optuna.create_study(
                 storage=storage,
-                study_name=self.space.name,
+                study_name=self.sweep_dir.name,  # the sweep name (--name may differ from the file's)
                 direction="maximize" if self.space.metric_mode == "max" else "minimize",
-                sampler=self._sampler(),
                 pruner=self._pruner(),
                 load_if_exists=True,
             )
+            # A seeded sampler restarts its random stream with every driver: seeded identically after a
+            # restart it would propose the configurations it proposed at the start again. Offsetting
+            # the seed by the trials already in the study keeps runs reproducible and restarts fresh.
+            study.sampler = self._sampler(offset=len(study.get_trials(deepcopy=False)))
+            self._study = study
             self._study.set_user_attr("metric", self.space.metric)
             self._study.set_user_attr("space_hash", self.space.space_hash())
         return self._study
 
-    def _sampler(self) -> optuna.samplers.BaseSampler:
+    def _sampler(self, offset: int = 0) -> optuna.samplers.BaseSampler:
         search = self.space.search
+        seed = search.sampler_seed + offset
         if search.mode == "optuna" and search.sampler == "tpe":
             samples = int(search.samples or 1)
             startup = search.n_startup_trials
             if startup is None:
                 startup = max(2, min(10, samples // 3))
             return optuna.samplers.TPESampler(
-                seed=search.sampler_seed, n_startup_trials=startup, multivariate=True, constant_liar=True
+                seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True
             )
-        return optuna.samplers.RandomSampler(seed=search.sampler_seed)
+        return optuna.samplers.RandomSampler(seed=seed)
 
     def _pruner(self) -> optuna.pruners.BasePruner:
         spec = self.space.pruner
@@ -279,13 +284,19 @@ class StudyBridge:
                     trial = self.study.ask(distributions(self.space))
                     self._entries = None  # re-index with the newly running trial
                     log.info("recovered enqueued Optuna trial %d", trial.number)
-            self._orphans = [
-                e.number
-                for e in self.entries()
-                if e.state == TrialState.RUNNING
-                and e.number not in owned
-                and self._latest.get(e.planned.plan_key) == e.number
-            ]
+            for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if not frozen.user_attrs.get("plan_key"):
+                    # Asked by a driver that died before it recorded what the trial was for.
+                    self.study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
+                    log.info("closed Optuna trial %d: its driver stopped before recording it", frozen.number)
+            self._orphans = []
+            for entry in self.entries():
+                if entry.state != TrialState.RUNNING or entry.number in owned:
+                    continue
+                if self._latest.get(entry.planned.plan_key) == entry.number:
+                    self._orphans.append(entry.number)
+                else:  # an older attempt of a plan key that has a newer one
+                    self._tell(entry, TrialState.FAIL, None, "superseded by a later attempt")
         return self._orphans
 
     def _missing_repeats(self) -> list[PlannedTrial]:
@@ -361,7 +372,8 @@ class StudyBridge:
         return confirm_trials(self.space, ranking)
 
     def ranking(self) -> list[Any]:
-        """Configurations ranked by their mean objective over completed trials (all stages)."""
+        """Configurations by mean objective over their completed runs (all stages); those measured on
+        every seed first."""
         finished = [e for e in self.latest_entries() if e.state == TrialState.COMPLETE]
         if self.space.pruner.seed_aware:
             values = (
@@ -369,7 +381,7 @@ class StudyBridge:
             )
         else:
             values = ((e.planned.config_hash, e.planned.params, e.value) for e in finished)
-        return rank_configs(values, self.space.metric_mode)
+        return rank_configs(values, self.space.metric_mode, all_seeds=len(self.space.seeds))
 
     def is_complete(self) -> bool:
         """Every planned trial exists and has finished (computed from the study, so valid after a restart)."""

@@ -167,12 +167,14 @@ class ConfigScore:
 
 
 def rank_configs(
-    finished: Iterable[tuple[str, dict[str, Any], float]], metric_mode: str
+    finished: Iterable[tuple[str, dict[str, Any], float]], metric_mode: str, all_seeds: int | None = None
 ) -> list[ConfigScore]:
-    """Group ``(config_hash, params, value)`` of completed search trials; best mean first.
+    """Group ``(config_hash, params, value)`` of completed trials; best mean first.
 
-    Ties are broken by the config hash so the ranking — and therefore the confirmation plan — is the
-    same every time it is recomputed (after a restart, for instance).
+    With ``all_seeds``, configurations measured on that many seeds rank before those measured on
+    fewer (a confirmed mean over every seed beats a single lucky seed). Ties are broken by the config
+    hash so the ranking — and therefore the confirmation plan — is the same every time it is
+    recomputed (after a restart, for instance).
     """
     groups: dict[str, tuple[dict[str, Any], list[float]]] = {}
     for config_hash, params, value in finished:
@@ -181,7 +183,10 @@ def rank_configs(
         groups.setdefault(config_hash, (params, []))[1].append(float(value))
     scores = [ConfigScore(h, p, tuple(v)) for h, (p, v) in groups.items()]
     sign = -1.0 if metric_mode == "max" else 1.0
-    return sorted(scores, key=lambda s: (sign * s.mean, s.config_hash))
+    return sorted(
+        scores,
+        key=lambda s: (all_seeds is not None and len(s.values) < all_seeds, sign * s.mean, s.config_hash),
+    )
 
 
 def confirm_trials(space: SweepSpace, ranking: Sequence[ConfigScore]) -> list[PlannedTrial]:

@@ -11,9 +11,11 @@ What the Tune checkpoint holds::
     engine/            the trainer's checkpoint of the running seed (absent between two seeds)
     sweep_state.json   the next seed to run and a summary of every finished seed
 
-Each finished engine run is also exported to ``<sweep>/runs/<plan_key>/seed_<seed>/`` (config, epoch
-records, result, best-epoch weights): the sweep directory is the storage Ray Tune already requires to be
-shared between nodes, and users want the winning weights without re-training.
+Each engine run is also exported to ``<sweep>/runs/<plan_key>/seed_<seed>/`` (the best-epoch weights as
+they improve; config, epoch records and result when it finishes): the sweep directory is the storage Ray
+Tune already requires to be shared between nodes, and users want the winning weights without
+re-training. The engine's own working files live in a node-local scratch directory
+(:func:`scratch_dir`), removed when the trial ends however it ends.
 
 Reused actors (``TuneConfig(reuse_actors=True)``) run several trials in one process, so everything the
 process keeps is set again at each start (threads, GPU memory bound); the trainer seeds every RNG itself.
@@ -21,12 +23,14 @@ process keeps is set again at each start (threads, GPU memory bound); the traine
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 import shutil
 import socket
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -115,8 +119,23 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     _bound_resources(setup)
     # One line per epoch and trial is noise next to the driver's progress table.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    work = Path(tune.get_context().get_trial_dir())
-    work.mkdir(parents=True, exist_ok=True)
+    work = scratch_dir(setup, planned, tune.get_context().get_trial_id())
+    # A plan key runs in one Tune trial at a time, so any scratch of it on this node is left over from
+    # an earlier attempt (a killed worker, or a Tune trial lost with a killed driver).
+    for stale in work.parent.glob(f"{planned.plan_key}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        _run_seeds(planned, setup, work, train)
+    finally:
+        # Everything worth keeping is in Tune's checkpoint (to resume) or exported (finished runs and
+        # best-so-far weights): a stopped, pruned or failed trial leaves nothing on the node either.
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_seeds(planned: PlannedTrial, setup: TrialSetup, work: Path, train: Any) -> None:
+    from ray import tune  # noqa: PLC0415
+
     restored = _restore(tune.get_checkpoint(), work / "restored")
     progress = _Progress.load(restored)
     base = RunConfig.from_dict(setup.base)
@@ -125,11 +144,9 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         run_config = base.with_overrides({**planned.overrides, "seed": seed, "progress": False})
         run_dir = work / f"seed_{seed}"
         resume = restored / ENGINE_DIR if (restored and progress.has_engine) else None
-        if resume is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
         reporter = _Reporter(planned, index, run_config, progress, setup, work)
         try:
-            result = train(run_config, run_dir, callbacks=[reporter], resume_from=resume)
+            train(run_config, run_dir, callbacks=[reporter], resume_from=resume)
         except TrainingError as exc:
             # Deterministic (a non-finite loss recurs on every retry): end the trial as failed, told
             # to Optuna as FAIL, instead of burning the retries.
@@ -137,12 +154,9 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             tune.report({**failure, FAILED_KEY: str(exc), SEED_KEY: seed, SEED_INDEX_KEY: index})
             return
         _export_file(run_dir / "result.json", _export_dir(setup, planned, seed) / "result.json")
-        shutil.rmtree(run_dir, ignore_errors=True)  # exported; the node's disk keeps nothing per run
+        shutil.rmtree(run_dir, ignore_errors=True)
         progress = reporter.progress
         restored = None
-        del result
-    shutil.rmtree(work / "restored", ignore_errors=True)
-    shutil.rmtree(work / "tune_checkpoint", ignore_errors=True)
 
 
 class _Reporter:
@@ -188,14 +202,15 @@ class _Reporter:
         }
         shutil.rmtree(self.stage, ignore_errors=True)
         self.stage.mkdir(parents=True)
+        export = _export_dir(self.setup, self.planned, self.seed)
+        run_dir = checkpoint_dir.parent.parent
+        if int(metrics["best_epoch"]) == epoch:
+            # Exported as it improves, so the best weights survive a resume on another node (the
+            # trainer's own best/ lives in node-local scratch and is not part of Tune's checkpoint).
+            copy_checkpoint(run_dir / "checkpoints" / "best", export / "best")
         if seed_done:
-            export = _export_dir(self.setup, self.planned, self.seed)
-            run_dir = checkpoint_dir.parent.parent
             for name in ("config.yaml", "epochs.parquet"):
                 _export_file(run_dir / name, export / name)
-            best = run_dir / "checkpoints" / "best"
-            if best.is_dir():
-                copy_checkpoint(best, export / "best")
             progress = _Progress(self.index + 1, False, [*self.progress.finished, summary])
         else:
             copy_checkpoint(checkpoint_dir, self.stage / ENGINE_DIR)
@@ -229,6 +244,19 @@ class _Reporter:
             return  # already raised once
         os.close(fd)
         raise RuntimeError(f"injected fault ({FAULT_ENV}) in trial {fault.plan_key} at epoch {epoch}")
+
+
+def scratch_dir(setup: TrialSetup, planned: PlannedTrial, trial_id: str) -> Path:
+    """Node-local working space of one trial: the engine's run directories and checkpoint staging.
+
+    Deliberately outside Tune's trial directory: on the driver's node that directory lives inside Tune's
+    experiment staging area, which Tune copies wholesale to the sweep directory at every experiment
+    snapshot — it would copy every engine checkpoint again and trip over the trainer's atomic renames.
+    ``$SPIKESWEEP_SCRATCH`` overrides the default (the system temp directory).
+    """
+    root = Path(os.environ.get("SPIKESWEEP_SCRATCH") or tempfile.gettempdir()) / "spikesweep-scratch"
+    sweep = hashlib.sha1(setup.sweep_dir.encode()).hexdigest()[:10]
+    return root / f"{Path(setup.sweep_dir).name}-{sweep}" / f"{planned.plan_key}-{trial_id}"
 
 
 def _bound_resources(setup: TrialSetup) -> None:

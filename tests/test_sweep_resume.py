@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -54,33 +55,22 @@ def cache(tmp_path_factory) -> Path:
 class SweepCommand:
     """``python -m orchestrator.cli sweep SPACE --storage DIR`` in its own session (process group)."""
 
-    def __init__(self, root: Path, cache: Path) -> None:
+    def __init__(self, root: Path, cache: Path, **space: object) -> None:
         self.root = root
         self.space = root / "space.yaml"
-        self.space.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+        self.space.write_text(yaml.safe_dump({**SPACE, **space}, sort_keys=False))
         self.storage = root / "sweeps"
         self.sweep_dir = self.storage / "resume"
-        self.env = {
-            **os.environ,
-            "RAY_AUTH_MODE": "disabled",
-            "SPIKESWEEP_CACHE": str(cache),
-            "OMP_NUM_THREADS": "1",
-        }
+        extra = {"RAY_AUTH_MODE": "disabled", "SPIKESWEEP_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+        self.env = {**os.environ, **extra}
         self.runs = 0
 
     def start(self) -> subprocess.Popen:
         self.runs += 1
         log = (self.root / f"run{self.runs}.log").open("w")
+        argv = ["-m", "orchestrator.cli", "sweep", str(self.space), "--storage", str(self.storage)]
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator.cli",
-                "sweep",
-                str(self.space),
-                "--storage",
-                str(self.storage),
-            ],
+            [sys.executable, *argv],
             cwd=REPO,
             env=self.env,
             stdout=log,
@@ -99,22 +89,30 @@ class SweepCommand:
     def log(self, run: int) -> str:
         return (self.root / f"run{run}.log").read_text()
 
-    def wait_for_completed_trials(self, process: subprocess.Popen, count: int, timeout: float = 240) -> None:
-        """Until ``count`` of the 4 trials are COMPLETE (so the sweep is mid-way)."""
+    def wait_until(self, process: subprocess.Popen, ready, what: str, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert process.poll() is None, self.log(self.runs)
-            if self._progress() >= count:
+            assert process.poll() is None, f"the sweep ended before {what}:\n{self.log(self.runs)}"
+            if ready():
                 return
-            time.sleep(0.3)
-        raise AssertionError(f"no progress within {timeout}s:\n{self.log(self.runs)}")
+            time.sleep(0.2)
+        raise AssertionError(f"not {what} within {timeout}s:\n{self.log(self.runs)}")
 
-    def _progress(self) -> int:
+    def completed(self) -> int:
+        """Trials COMPLETE in ``trials.parquet`` (rewritten whenever a trial ends)."""
         try:
             rows = pq.read_table(self.sweep_dir / "trials.parquet").to_pylist()
         except (OSError, ValueError):  # not written yet
             return 0
         return sum(r["status"] == "COMPLETE" for r in rows)
+
+    def started(self) -> int:
+        """Trials that reported their first epoch (the driver journals every result as it arrives)."""
+        journal = self.sweep_dir / "journal.jsonl"
+        if not journal.is_file():
+            return 0
+        lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip().endswith("}")]
+        return len({e["plan_key"] for e in lines if e["epoch"] == 0})
 
     def mlflow(self) -> tuple[MlflowClient, list, list]:
         client = MlflowClient(f"sqlite:///{self.sweep_dir / 'mlflow.db'}")
@@ -158,20 +156,24 @@ def assert_finished_exactly_once(command: SweepCommand) -> None:
 
 
 def test_graceful_stops_resume_without_duplicates(tmp_path, cache) -> None:
-    command = SweepCommand(tmp_path, cache)
+    # One trial at a time, so "the next trial reported its first epoch" is a moment at which a trial is
+    # mid-run with two epochs to go: the stop always interrupts it, never races its end.
+    command = SweepCommand(tmp_path, cache, max_concurrent_trials=1)
 
     # SIGUSR1 (what Slurm sends before preemption): Tune stops and saves its state.
     first = command.start()
     try:
-        command.wait_for_completed_trials(first, 1)
+        command.wait_until(first, lambda: command.started() >= 2, "a second trial started")
         first.send_signal(signal.SIGUSR1)
         assert first.wait(timeout=120) == 75, command.log(1)
     finally:
         _kill_group(first)
     assert "rerun the same command to resume" in command.log(1)
+    assert command.completed() == 1
     _, parents, children = command.mlflow()
     assert parents[0].info.status == "KILLED" and parents[0].data.tags["spikesweep.status"] == "INTERRUPTED"
-    assert "RUNNING" not in {c.info.status for c in children}, "no MLflow run is left dangling"
+    assert {c.info.status for c in children} == {"FINISHED", "KILLED"}, "no MLflow run is left dangling"
+    assert {t.state.name for t in command.study().trials} == {"COMPLETE", "RUNNING"}  # paused, not lost
 
     # A changed space is refused before anything starts (here in-process: the CLI prints the same).
     changed = tmp_path / "changed" / "space.yaml"
@@ -181,27 +183,30 @@ def test_graceful_stops_resume_without_duplicates(tmp_path, cache) -> None:
         run_sweep(changed, storage=command.storage)
     assert "refusing to resume" in str(refused.value) and "parameters.optim.lr" in str(refused.value)
 
-    # SIGTERM (what `scancel` and most schedulers send): translated into the same graceful stop.
+    # SIGTERM (what `scancel` and most schedulers send): translated into the same graceful stop. The
+    # interrupted trial resumes from its checkpoint, finishes, and the third one starts.
     second = command.start()
     try:
-        command.wait_for_completed_trials(second, 2)  # 2 left: one running, one pending
+        command.wait_until(second, lambda: command.started() >= 3, "a third trial started")
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=120) == 75, command.log(command.runs)
     finally:
         _kill_group(second)
     assert "resuming resume" in command.log(command.runs)
+    assert command.completed() == 2
 
     final = command.run()
     assert final.returncode == 0, final.stdout
     assert "resume complete: 4 complete" in final.stdout
     assert_finished_exactly_once(command)
+    assert "Restored" in command.log(2) + command.log(3), "interrupted trials resume from their checkpoints"
 
 
 def test_killed_driver_resumes_without_duplicates(tmp_path, cache) -> None:
     command = SweepCommand(tmp_path, cache)
     first = command.start()
     try:
-        command.wait_for_completed_trials(first, 2)  # 2 left
+        command.wait_until(first, lambda: command.completed() >= 2, "two trials finished")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=60)
     finally:

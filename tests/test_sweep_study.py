@@ -129,3 +129,41 @@ def test_mlflow_outage_is_a_warning_not_a_crash(bridge_factory, tmp_path, caplog
         logger.setup()
         logger.on_experiment_end([])
     assert "the sweep goes on" in caplog.text and "mlflow.db" in caplog.text
+
+
+def test_trial_asked_but_never_recorded_is_closed(bridge_factory) -> None:
+    bridge = bridge_factory()
+    bridge.study.ask()  # a driver that died between asking the sampler and recording the trial
+    restarted = bridge_factory()
+    assert restarted.next_trial("tuneA")["plan_key"] == "g0000s7"
+    assert states(restarted) == ["FAIL", "RUNNING"]
+
+
+def test_random_configurations_run_on_every_search_seed_across_a_restart(tmp_path) -> None:
+    path = tmp_path / "random.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "random",
+                "preset": "quick",
+                "base": BASE,
+                "search": {"mode": "random", "samples": 2, "sampler_seed": 5},
+                "parameters": {"optim.lr": {"type": "loguniform", "low": 1e-3, "high": 1e-1}},
+                "seeds": [1, 2],
+            }
+        )
+    )
+    space = load_space(path)
+    sweep_dir = SweepDir.for_space(space, tmp_path / "sweeps", None)
+    sweep_dir.create(space)
+    first = StudyBridge(space, sweep_dir)
+    a = first.next_trial("t1")
+    assert a["plan_key"] == "o0000s1" and a["seeds"] == [1]
+    # The driver dies here; the second seed of the sampled configuration was only queued in memory.
+    second = StudyBridge(space, sweep_dir)
+    handed = [second.next_trial(f"u{i}") for i in range(5)]
+    keys = [h["plan_key"] if isinstance(h, dict) else h for h in handed]
+    assert keys == ["o0000s1", "o0000s2", "o0001s1", "o0001s2", Searcher.FINISHED]
+    assert handed[0]["params"] == handed[1]["params"] != handed[2]["params"] == handed[3]["params"]
+    assert handed[0]["config_hash"] == handed[1]["config_hash"]
+    assert len(second.study.trials) == 4
