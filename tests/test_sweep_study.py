@@ -167,3 +167,73 @@ def test_random_configurations_run_on_every_search_seed_across_a_restart(tmp_pat
     assert handed[0]["params"] == handed[1]["params"] != handed[2]["params"] == handed[3]["params"]
     assert handed[0]["config_hash"] == handed[1]["config_hash"]
     assert len(second.study.trials) == 4
+
+
+@pytest.mark.parametrize(
+    ("pruner", "expected"),
+    [
+        ({"name": "median", "n_startup_trials": 1}, optuna.pruners.MedianPruner),
+        (
+            {"name": "successive_halving", "min_resource": 1, "reduction_factor": 2},
+            optuna.pruners.SuccessiveHalvingPruner,
+        ),
+        ({"name": "hyperband", "min_resource": 1, "reduction_factor": 2}, optuna.pruners.HyperbandPruner),
+        ({"name": "wilcoxon", "p_threshold": 0.2}, optuna.pruners.WilcoxonPruner),
+        ({"name": "none"}, optuna.pruners.NopPruner),
+    ],
+)
+def test_every_optuna_pruner_prunes_a_clearly_worse_trial(tmp_path, pruner, expected) -> None:
+    """The configured pruner is the study's, and it stops a trial far behind a finished one."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "p",
+                "preset": "quick",
+                "base": {**BASE, "epochs": 8},
+                "parameters": {"method.beta": [0.0, 0.5]},
+                "seeds": 4 if pruner["name"] == "wilcoxon" else [0],
+                "pruner": pruner,
+                "objective": {"metric": "test_loss", "mode": "min"},
+                "max_concurrent_trials": 1,
+            }
+        )
+    )
+    space = load_space(path)
+    sweep_dir = SweepDir.for_space(space, tmp_path / "sweeps", None)
+    sweep_dir.create(space)
+    bridge = StudyBridge(space, sweep_dir)
+    assert type(bridge.study.pruner) is expected
+    seed_aware = pruner["name"] == "wilcoxon"
+    steps = 4 if seed_aware else 8
+
+    def result(value: float, step: int) -> dict:
+        last = step == steps - 1
+        if seed_aware:
+            return {
+                "test_loss": value,
+                SEED_KEY: step,
+                "seed_index": step,
+                "spikesweep_seed_done": True,
+                COMPLETE_KEY: last,
+            }
+        return epoch(value, step, last)
+
+    good = bridge.next_trial("good")
+    for step in range(steps):
+        assert not bridge.report("good", result(1.0 + 0.01 * step, step), good, may_prune=True)
+    assert bridge.complete("good", result(1.07, steps - 1), error=False) == "COMPLETE"
+    worse = bridge.next_trial("worse")
+    stopped_at = next(
+        (
+            step
+            for step in range(steps)
+            if bridge.report("worse", result(100.0 + step, step), worse, may_prune=True)
+        ),
+        None,
+    )
+    if expected is optuna.pruners.NopPruner:
+        assert stopped_at is None
+    else:
+        assert stopped_at is not None and stopped_at < steps - 1
+        assert bridge.complete("worse", result(100.0, stopped_at), error=False) == "PRUNED"
