@@ -68,6 +68,13 @@ class DataConfig:
     dvs_da: bool = False
     """The original ``--DVS-DA``: horizontal flip and rotation ±15° after the crop."""
     crop_padding: int = 4
+    snr: float = 0.0
+    """The original ``--snr`` (dB): when > 0 (and without ``dvs_da``), training frames get additive
+    Gaussian noise at this per-sample SNR *instead of* the random crop (spec §7.1); 0 = off."""
+    frame_mode: str = "auto"
+    """Event-frame values: ``counts`` (events per pixel, polarity and bin), ``frequency`` (counts ÷ slice
+    duration, each frame and polarity divided by its own max → [0, 1], the original N-Omniglot frames),
+    or ``auto`` = the pair's original (frequency for ``nomniglot``, counts for the others)."""
     cache_root: str | None = None
     """Frame-cache root; ``None`` means ``$SPIKESWEEP_CACHE`` or ``~/.cache/spikesweep``."""
     num_workers: int = 0
@@ -81,6 +88,9 @@ class DataConfig:
     """Spec §11 item 8: CEP-DVS static images indexed by train-list positions (pairs are not by class)."""
     legacy_cepdvs_moving_test_split: bool = False
     """Spec §11 item 11: the CEP-DVS test block starts right after the (shrunken) train block."""
+    legacy_omniglot_no_invert: bool = False
+    """Spec §11 item 14: Omniglot images as stored (dark strokes on white) instead of inverted so that
+    strokes are bright like the N-Omniglot event frames."""
 
 
 @dataclass
@@ -407,6 +417,15 @@ def _range_problems(c: RunConfig) -> list[str]:
         (c.model.v_th > 0, f"model.v_th = {c.model.v_th} must be > 0"),
         (c.data.event_size >= 8, f"data.event_size = {c.data.event_size} must be ≥ 8"),
         (c.data.crop_padding >= 0, f"data.crop_padding = {c.data.crop_padding} must be ≥ 0"),
+        (c.data.snr >= 0, f"data.snr = {c.data.snr} must be ≥ 0 (dB; 0 turns the noise off)"),
+        (
+            not (c.data.snr > 0 and c.data.dvs_da),
+            f"data.snr = {c.data.snr} needs data.dvs_da = false (the original ignores --snr with --DVS-DA)",
+        ),
+        (
+            c.data.frame_mode in ("auto", "counts", "frequency"),
+            f"data.frame_mode = {c.data.frame_mode!r} must be auto, counts or frequency",
+        ),
         (c.data.num_workers >= 0, f"data.num_workers = {c.data.num_workers} must be ≥ 0"),
         (c.data.nshapes_classes >= 2, f"data.nshapes_classes = {c.data.nshapes_classes} must be ≥ 2"),
         (c.data.nshapes_per_class >= 2, f"data.nshapes_per_class = {c.data.nshapes_per_class} must be ≥ 2"),
