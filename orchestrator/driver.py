@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import signal
-import statistics
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,11 +23,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.errors import ConfigError
-from orchestrator.plan import ConfigScore, SweepPlan, build_plan
+from orchestrator.plan import ConfigScore, build_plan
+from orchestrator.preflight import check_cluster_fits, check_datasets, max_concurrent_trials
 from orchestrator.space import SweepSpace, load_space
+from orchestrator.summary import format_best, format_plan
 from orchestrator.sweepdir import SweepDir, SweepMeta
 
-__all__ = ["EXIT_INTERRUPTED", "SweepOutcome", "format_plan", "run_sweep"]
+__all__ = ["EXIT_INTERRUPTED", "SweepOutcome", "run_sweep"]
 
 EXIT_INTERRUPTED = 75
 log = logging.getLogger(__name__)
@@ -104,61 +104,6 @@ def run_sweep(
         )
         results = tuner.fit()
     return _conclude(space, sweep_dir, results, resumed or existing, stream)
-
-
-# --------------------------------------------------------------------------------------------------
-# preflight
-
-
-def data_configs(space: SweepSpace, plan: SweepPlan) -> list[Any]:
-    """One run config per distinct ``data`` section the sweep can use (base, arms, data.* values)."""
-    base = space.base_config()
-    candidates: list[dict[str, Any]] = [{}]
-    candidates += [arm.overrides for arm in space.arms]
-    candidates += [t.overrides for t in plan.fixed]
-    for param in space.parameters:
-        if param.key.startswith("data.") and param.kind in ("grid", "choice"):
-            candidates += [{param.key: v} for v in param.values]
-    seen: dict[str, Any] = {}
-    for overrides in candidates:
-        data_only = {k: v for k, v in overrides.items() if k.startswith("data.")}
-        config = base.with_overrides(data_only)
-        seen.setdefault(repr(config.data), config)
-    return list(seen.values())
-
-
-def check_datasets(space: SweepSpace, plan: SweepPlan) -> None:
-    """List every dataset the sweep reads (no decoding); :class:`DatasetError` says what is missing."""
-    from engine.data import load_catalog  # noqa: PLC0415
-
-    for config in data_configs(space, plan):
-        load_catalog(config)
-
-
-def describe_datasets(space: SweepSpace, plan: SweepPlan) -> list[str]:
-    """``--dry-run``'s dataset lines: found (with sizes), generated on first use, or what is missing."""
-    from engine.data import load_catalog  # noqa: PLC0415
-    from engine.errors import DatasetError  # noqa: PLC0415
-
-    lines = []
-    for config in data_configs(space, plan):
-        data = config.data
-        if data.pair == "nshapes" and data.root is None:
-            lines.append(f"  nshapes ({data.nshapes_classes} classes × {data.nshapes_per_class}): built in")
-            continue
-        try:
-            catalog = load_catalog(config)
-        except DatasetError as exc:
-            first = str(exc).splitlines()[0]
-            lines.append(
-                f"  {data.pair}: NOT READY — {first} (`spikesweep data check --pair {data.pair}` explains)"
-            )
-            continue
-        lines.append(
-            f"  {data.pair} at {data.root}: {catalog.num_classes} classes, {len(catalog.train)} train / "
-            f"{len(catalog.test)} test recordings"
-        )
-    return lines
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,38 +190,6 @@ def trial_dirname(trial: Any) -> str:
     return f"{trial.config.get('plan_key', 'trial')}_{trial.trial_id}"
 
 
-def max_concurrent_trials(space: SweepSpace, cluster: dict[str, float] | None = None) -> int:
-    """The space's value, else as many trials as the cluster's CPUs (and GPUs) fit — never unset."""
-    if space.max_concurrent_trials is not None:
-        return space.max_concurrent_trials
-    if cluster is None:
-        import ray  # noqa: PLC0415
-
-        cluster = ray.cluster_resources() if ray.is_initialized() else {"CPU": float(os.cpu_count() or 1)}
-    fits = math.floor(cluster.get("CPU", 1.0) / space.resources.cpu)
-    if space.resources.gpu > 0:
-        fits = min(fits, math.floor(cluster.get("GPU", 0.0) / space.resources.gpu + 1e-9))
-    return max(1, fits)
-
-
-def local_resources() -> dict[str, float]:
-    import torch  # noqa: PLC0415
-
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
-
-
-def check_cluster_fits(space: SweepSpace, cluster: dict[str, float]) -> None:
-    """Refuse to launch trials the cluster can never place (Tune would wait for them forever)."""
-    need = space.resources
-    if cluster.get("CPU", 0.0) + 1e-9 < need.cpu or cluster.get("GPU", 0.0) + 1e-9 < need.gpu:
-        raise ConfigError(
-            f"{space.path}: resources: a trial needs {need.cpu:g} CPU and {need.gpu:g} GPU, but the Ray "
-            f"cluster has {cluster.get('CPU', 0.0):g} CPU and {cluster.get('GPU', 0.0):g} GPU in total; "
-            f"lower `resources` or run on a cluster with GPUs (--address)"
-        )
-
-
 @contextlib.contextmanager
 def _ray_cluster(address: str | None, stream: TextIO) -> Iterator[None]:
     """Join ``address``, reuse this process's Ray, or start a private local cluster (stopped after)."""
@@ -352,95 +265,3 @@ def _conclude(
         best=best,
         results=results,
     )
-
-
-def format_best(space: SweepSpace, ranking: list[ConfigScore], top: int = 5) -> str:
-    if not ranking:
-        return f"[sweep] no configuration has completed yet ({space.metric})"
-    lines = [f"[sweep] best configurations by mean {space.metric} ({space.metric_mode}) over seeds:"]
-    for rank, score in enumerate(ranking[:top], start=1):
-        spread = f" ± {statistics.stdev(score.values):.3g}" if len(score.values) > 1 else ""
-        params = " ".join(f"{k}={v}" for k, v in score.params.items())
-        n = len(score.values)
-        lines.append(f"  {rank}. {score.mean:.4g}{spread}  (n={n}, config {score.config_hash})  {params}")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------------
-# dry run
-
-
-def format_plan(plan: SweepPlan, sweep_dir: SweepDir, address: str | None = None) -> str:
-    """The human-readable plan ``--dry-run`` prints."""
-    space = plan.space
-    base = space.base_config()
-    lines = [f"sweep {space.name!r} → {sweep_dir.root}"]
-    if sweep_dir.exists():
-        lines.append("  (this directory holds a sweep: running the command resumes it)")
-    if space.description:
-        lines.append("  " + space.description.replace("\n", "\n  "))
-    origin = f"preset {space.preset!r}" if space.preset else "RunConfig defaults"
-    lines.append(
-        f"base: {origin} + {len(space.base_overrides)} override(s): model {base.model.name} "
-        f"(width {base.model.width}), data {base.data.pair} {base.data.event_size}px, T={base.T}, "
-        f"{base.epochs} epochs, batch {base.batch_size}"
-    )
-    if space.parameters:
-        lines.append("parameters:")
-        lines.extend(f"  {p.key}: {p.describe()}" for p in space.parameters)
-    if space.arms:
-        lines.append("arms:")
-        for arm in space.arms:
-            sets = ", ".join(f"{k}={v}" for k, v in arm.overrides.items()) or "(base)"
-            lines.append(f"  {arm.name}: {sets}")
-    search = space.search
-    per = "all seeds in turn (wilcoxon)" if space.pruner.seed_aware else f"seeds {list(search.seeds)}"
-    if search.mode == "grid":
-        lines.append(f"search: grid of {space.grid_size()} configuration(s), each on {per}")
-    else:
-        sampler = f"{search.sampler} sampler" if search.mode == "optuna" else "random sampler"
-        lines.append(
-            f"search: {search.mode} ({sampler}, seed {search.sampler_seed}): {plan.sampled_configs} "
-            f"configuration(s), each on {per}"
-        )
-    if space.confirm:
-        seeds = list(plan.confirm_seeds)
-        lines.append(f"confirm: the top {plan.confirm_configs} configuration(s) re-run on seeds {seeds}")
-    pruner = space.pruner
-    options = ", ".join(f"{k}={v}" for k, v in pruner.options.items())
-    lines.append(f"pruner: {pruner.name}" + (f" ({options})" if options else ""))
-    lines.append(f"objective: {space.metric} ({space.metric_mode})")
-    runs = plan.max_engine_runs()
-    lines.append(f"trials: at most {plan.max_trials()} ({runs} engine run(s) of {base.epochs} epochs)")
-    local = local_resources()
-    if space.max_concurrent_trials is not None:
-        concurrency = str(space.max_concurrent_trials)
-    else:
-        fits = max_concurrent_trials(space, local)
-        here = f"{local['CPU']:g} CPUs, {local['GPU']:g} GPUs"
-        concurrency = f"as many as the cluster fits ({fits} on this machine: {here})"
-
-    gpu = space.resources.gpu
-    gpu_text = f"{gpu:g} GPU" + (" (memory bounded to that fraction per trial)" if 0 < gpu < 1 else "")
-    lines.append(
-        f"resources per trial: {space.resources.cpu:g} CPU, {gpu_text}; max concurrent trials: {concurrency}"
-    )
-    lines.append(f"retries per crashed trial: {space.max_failures}")
-    lines.append(f"ray: {'join ' + address if address else 'start a local cluster'}")
-    if space.mlflow.enabled:
-        uri = space.mlflow.tracking_uri or sweep_dir.mlflow_default_uri
-        lines.append(f"mlflow: {uri} (experiment {space.mlflow.experiment or sweep_dir.name!r})")
-    else:
-        lines.append("mlflow: off")
-    lines.append("datasets:")
-    lines.extend(describe_datasets(space, plan))
-    if plan.fixed:
-        lines.append("trial plan:")
-        shown = plan.fixed[:50]
-        for trial in shown:
-            params = " ".join(f"{k}={v}" for k, v in trial.params.items())
-            seeds = ",".join(str(s) for s in trial.seeds)
-            lines.append(f"  {trial.plan_key:<10} {trial.stage:<7} seed {seeds:<10} {params}")
-        if len(plan.fixed) > len(shown):
-            lines.append(f"  … {len(plan.fixed) - len(shown)} more")
-    return "\n".join(lines)

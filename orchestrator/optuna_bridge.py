@@ -124,7 +124,6 @@ class StudyBridge:
         self._study: optuna.Study | None = None
         self._entries: dict[int, _Entry] | None = None
         self._latest: dict[str, int] = {}
-        self._pruned: set[int] = set()
         self._orphans: list[int] | None = None
         self._repeats: list[PlannedTrial] = []
         self._search_finished = False
@@ -135,7 +134,7 @@ class StudyBridge:
         state = self.__dict__.copy()
         for transient in ("_study", "_entries", "_orphans", "_fixed"):
             state[transient] = None
-        state["_latest"], state["_pruned"], state["_repeats"] = {}, set(), []
+        state["_latest"], state["_repeats"] = {}, []
         state["tune_to_number"] = {}
         return state
 
@@ -449,10 +448,7 @@ class StudyBridge:
             return False  # the last step: nothing left to save by stopping
         if not (may_prune and entry.planned.stage != "confirm" and self.space.pruner.is_optuna):
             return False
-        if trial.should_prune():
-            self._pruned.add(entry.number)
-            return True
-        return False
+        return trial.should_prune()
 
     def complete(self, tune_trial_id: str, result: dict[str, Any] | None, error: bool) -> str | None:
         """Tell the study how a Tune trial ended; returns the status told (None if already told)."""
