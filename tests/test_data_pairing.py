@@ -160,10 +160,63 @@ def test_cepdvs_pairing_and_legacy_position_pairing(tmp_path) -> None:
     legacy = load_catalog(
         _config("cepdvs", root, tmp_path / "c", train_portion=0.5, legacy_cepdvs_position_pairing=True)
     )
-    # positions of class 1 in the train list (5..9) used as dataset indices: images 5..9, mixed classes
-    assert legacy.static_pools[1].tolist() == [5, 6, 7, 8, 9]
-    drawn_labels = {legacy.static[i].label for i in legacy.static_pools[1]}
-    assert drawn_labels != {1}
+    # the original's static training list: the first round(0.5·10) = 5 indices of each block of 30/3 = 10,
+    # [0..4] ∪ [10..14] ∪ [20..24]; with labels i mod 3, class 1 sits at positions 1, 4, 5, 8, 12 of it,
+    # which are then used as image numbers: images 1, 4, 5, 8, 12 (classes 1, 1, 2, 2, 0)
+    assert legacy.static_pools[1].tolist() == [1, 4, 5, 8, 12]
+    drawn_labels = [legacy.static[i].label for i in legacy.static_pools[1]]
+    assert drawn_labels == [1, 1, 2, 2, 0]
+
+
+FOUR_CLASSES = ("aquatic_mammals", "fish", "flowers", "food_containers")
+
+
+def test_legacy_cepdvs_pairing_gives_event_class_c_the_images_of_class_c_over_2(tmp_path) -> None:
+    """Spec §11 item 8: class-contiguous blocks and train_portion 0.5 pair event class c with static ⌊c/2⌋."""
+    labels = [name for name in FOUR_CLASSES for _ in range(10)]  # recordings 10c … 10c+9 are class c
+    root = make_cepdvs(tmp_path / "cep", labels, pad=5)
+    legacy = _config("cepdvs", root, tmp_path / "c", train_portion=0.5, legacy_cepdvs_position_pairing=True)
+    catalog = load_catalog(legacy)
+    # positions 5c … 5c+4 of the list [0..4] ∪ [10..14] ∪ [20..24] ∪ [30..34], used as image numbers
+    assert [pool.tolist() for pool in catalog.static_pools] == [
+        list(range(5 * c, 5 * c + 5)) for c in range(4)
+    ]
+    pool = build_static_pool(catalog, "cepdvs", 8, "v", ArrayCache(tmp_path / "c"))
+    event_labels = torch.arange(4).repeat(500)
+    drawn = pool.sample_indices(event_labels, torch.Generator().manual_seed(3))
+    assert torch.equal(pool.labels[drawn], event_labels // 2)
+    # and the pixels say so too: the fixture paints class k's images with V = 30·k + 10
+    values = (pool.images[drawn].mean(dim=(1, 2)) * 255).round()
+    assert torch.allclose(values, (30 * (event_labels // 2) + 10).float(), atol=2)
+    # the original's static loader got neither ratio: traindata_ratio leaves the pool alone, rgbdata_ratio
+    # is ignored with a warning
+    shrunk = load_catalog(legacy.with_overrides({"data.traindata_ratio": 0.4, "data.rgbdata_ratio": 0.5}))
+    assert [p.tolist() for p in shrunk.static_pools] == [p.tolist() for p in catalog.static_pools]
+    assert any("rgbdata_ratio = 0.5 is ignored" in w for w in shrunk.warnings)
+    # the fixed pairing on the same data: every class draws its own train-part images
+    fixed = load_catalog(legacy.with_overrides({"data.legacy_cepdvs_position_pairing": False}))
+    assert [[int(fixed.static[i].key) for i in p] for p in fixed.static_pools] == [
+        list(range(10 * c, 10 * c + 5)) for c in range(4)
+    ]
+
+
+def test_legacy_cepdvs_pairing_follows_the_original_string_order_of_event_files(tmp_path) -> None:
+    """Its targets.pkl lists recordings in ``files.sort()`` order: 0, 1, 10, 11, 2, … when not zero-padded."""
+    labels = [name for name in CEPDVS_CLASSES for _ in range(4)]  # numbers 4c … 4c+3 are class c
+    root = make_cepdvs(tmp_path / "cep", labels)  # 0.mat … 11.mat
+    catalog = load_catalog(
+        _config("cepdvs", root, tmp_path / "c", train_portion=0.75, legacy_cepdvs_position_pairing=True)
+    )
+    # string order 0,1,10,11,2,3,4,5,6,7,8,9 → classes 0,0,2,2,0,0,1,1,1,1,2,2; blocks of 4, first 3 of
+    # each: dataset indices 0,1,2 | 4,5,6 | 8,9,10 → classes 0,0,2 | 0,0,1 | 1,1,2
+    assert [p.tolist() for p in catalog.static_pools] == [[0, 1, 3, 4], [5, 6, 7], [2, 8]]
+
+
+def test_legacy_cepdvs_pairing_needs_equal_class_blocks(tmp_path) -> None:
+    root = make_cepdvs(tmp_path / "cep", [CEPDVS_CLASSES[i % 3] for i in range(31)])
+    config = _config("cepdvs", root, tmp_path / "c", train_portion=0.5, legacy_cepdvs_position_pairing=True)
+    with pytest.raises(DatasetError, match="31 recordings do not divide into 3 blocks"):
+        load_catalog(config)
 
 
 def test_cepdvs_errors_name_the_file(tmp_path) -> None:

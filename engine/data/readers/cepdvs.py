@@ -23,9 +23,11 @@ Rules (spec §7.2, fixes of §11 items 8, 11, 12):
   (With the published ``train_portion = 0.5`` that is 250 train / 100 test per class of 500; the rest
   is unused, as in the original.)
 - Static pool of class c: the images of c's train-part recordings, the first
-  ``max(1, int(n_train·rgbdata_ratio))``. ``legacy_cepdvs_position_pairing`` reproduces the original
-  bug instead: positions p (in the concatenated train list) of class c's recordings are used as
-  indices into *all* images in numeric order, so class c draws images of other classes.
+  ``max(1, int(n_train·rgbdata_ratio))`` (the original ignored ``rgbdata_ratio`` on CEP-DVS; here it
+  works as on every pair). ``legacy_cepdvs_position_pairing`` reproduces the original's construction
+  and its bug instead (:func:`legacy_position_pools`): positions inside its static training-index
+  list are used as indices into all images, so class c draws images of other classes (⌊c/2⌋ with
+  class-contiguous blocks and ``train_portion = 0.5``).
 - Per-sample sensor size = max + 1 of x and y, without shifting (tonic's ``sensor_size=None``).
 - Train sampling is a plain shuffle (``SubsetRandomSampler``), not class-balanced.
 """
@@ -43,7 +45,7 @@ from engine.data.binfile import Events
 from engine.data.catalog import Catalog, EventRecord, StaticRecord, natural_key
 from engine.errors import DatasetError
 
-__all__ = ["LAYOUT", "cepdvs_catalog", "read_mat_events", "unshifted_geometry"]
+__all__ = ["LAYOUT", "cepdvs_catalog", "legacy_position_pools", "read_mat_events", "unshifted_geometry"]
 
 LAYOUT = (
     "expected layout:\n"
@@ -116,6 +118,58 @@ def _numbered(directory: Path, suffixes: tuple[str, ...]) -> dict[int, Path]:
     return files
 
 
+def legacy_position_pools(
+    events: dict[int, Path],
+    images: dict[int, Path],
+    label_names: list[str],
+    class_names: list[str],
+    portion: float,
+) -> tuple[list[StaticRecord], list[np.ndarray]]:
+    """The original CEP-DVS static pool, index arithmetic and bug included (spec §4.2, §11 item 8).
+
+    ``get_transfer_RGBCEPDVS_data`` does, step by step:
+
+    1. dataset index ``i`` = the ``i``-th event file in *string* order (its ``targets.pkl`` follows
+       ``files.sort()``), so ``targets[i]`` is that recording's class;
+    2. training-index list = the first ``round(portion·B)`` indices of each of the K equal blocks of
+       ``B = N/K`` dataset indices (it hard-codes K = 20 blocks of 500), in order — the static loader
+       is given neither ``traindata_ratio`` nor ``rgbdata_ratio``;
+    3. ``CEPDVS_list[c]`` = the *positions* ``p`` in that list whose target is ``c``;
+    4. the trainer draws ``images[p]`` from all images sorted numerically — a position used as a
+       dataset index.
+
+    Returns the images that positions can reach (numeric order, each with its own class) and, per
+    class, the drawable positions.
+    """
+    index = {c: i for i, c in enumerate(class_names)}
+    n, k = len(events), len(class_names)
+    if n % k:
+        raise DatasetError(
+            f"CEP-DVS: legacy_cepdvs_position_pairing reproduces the original's index arithmetic, which "
+            f"assumes {k} equal class blocks (20 × 500 in the release); {n} recordings do not divide into "
+            f"{k} blocks"
+        )
+    block = n // k
+    dataset_order = sorted(events, key=lambda number: events[number].name)
+    train_index = [b * block + j for b in range(k) for j in range(round(portion * block))]
+    targets = np.array([index[label_names[dataset_order[i]]] for i in train_index], dtype=np.int64)
+    numbered_images = sorted(images)
+    if len(numbered_images) < len(train_index):
+        raise DatasetError(
+            f"CEP-DVS: legacy_cepdvs_position_pairing draws images by position in a training list of "
+            f"{len(train_index)}, but there are only {len(numbered_images)} images"
+        )
+    static = [
+        StaticRecord(
+            images[number],
+            index.get(label_names[number], -1) if number < len(label_names) else -1,
+            str(number),
+        )
+        for number in numbered_images[: len(train_index)]
+    ]
+    return static, [np.flatnonzero(targets == c) for c in range(k)]
+
+
 def cepdvs_catalog(root: Path, cfg: DataConfig) -> Catalog:
     name = "CEP-DVS"
     root = Path(root).expanduser()
@@ -141,7 +195,6 @@ def cepdvs_catalog(root: Path, cfg: DataConfig) -> Catalog:
             f"(e.g. {events[beyond[0]].name}; the csv lists {len(label_names)} recordings)"
         )
     class_names = sorted({label_names[n] for n in events})
-    index = {c: i for i, c in enumerate(class_names)}
     image_classes = {label_names[n] for n in images if n < len(label_names)}
     no_images = sorted(set(class_names) - image_classes)
     if no_images:
@@ -180,11 +233,12 @@ def cepdvs_catalog(root: Path, cfg: DataConfig) -> Catalog:
     static: list[StaticRecord] = []
     pools: list[np.ndarray] = []
     if cfg.legacy_cepdvs_position_pairing:
-        ordered = sorted(images)
-        static = [StaticRecord(images[k], index[label_names[k]], str(k)) for k in ordered]
-        for label in range(len(class_names)):
-            positions = [p for p, record in enumerate(train) if record.label == label]
-            pools.append(np.array([p for p in positions if p < len(static)], dtype=np.int64))
+        static, pools = legacy_position_pools(events, images, label_names, class_names, cfg.train_portion)
+        if cfg.rgbdata_ratio != 1.0:
+            warnings.append(
+                f"rgbdata_ratio = {cfg.rgbdata_ratio} is ignored with legacy_cepdvs_position_pairing "
+                "(the original's CEP-DVS static pool never used it)"
+            )
     else:
         for label, part in enumerate(train_parts):
             paired = [k for k in part if k in images][: max(1, int(len(part) * cfg.rgbdata_ratio))]
