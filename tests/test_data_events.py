@@ -1,4 +1,5 @@
-"""Event binning equals tonic's ToFrame exactly; the .bin writer round-trips through tonic's reader."""
+"""Event binning equals tonic's ToFrame exactly; frequency frames equal a hand computation of the
+original N-Omniglot ones; the .bin writer round-trips through tonic's reader."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from tonic.io import events_struct, read_mnist_file
 
 from engine.data.binfile import MAX_TIMESTAMP_US, read_bin_events, write_bin_events
-from engine.data.events import events_to_frames, resize_frames
+from engine.data.events import events_to_frames, events_to_frequency_frames, resize_frames
 from engine.errors import DatasetError
 
 
@@ -58,6 +59,64 @@ def test_edge_events_are_dropped_like_tonic() -> None:
 def test_events_outside_the_sensor_are_an_error() -> None:
     with pytest.raises(ValueError, match="outside the sensor"):
         events_to_frames(np.array([5]), np.array([0]), np.array([0]), np.array([1]), (5, 5), 2)
+
+
+def test_frequency_frames_equal_a_hand_computation() -> None:
+    # T = 2 over 300 001 µs: dt = 150 000, slices [0, 150 000) and [150 000, 300 000) + the tail, whose
+    # duration is dt + 300 001 mod 2 = 150 001. Sensor 2×1 (x = 0, 1).
+    t = np.array([0, 10, 200_000, 200_001, 200_002, 300_001]) + 5_000
+    x = np.array([0, 1, 1, 1, 1, 0])
+    p = np.array([1, 0, 1, 1, 1, 1])
+    frames = events_to_frequency_frames(x, np.zeros(6, int), t, p, (2, 1), 2)
+    assert frames.dtype == np.float32 and frames.shape == (2, 2, 1, 2)
+    # slice 0: one OFF event at x=1, one ON at x=0 → 1/150 000 events/µs each, below the 1e-5 floor of
+    # the per-frame maximum, so they become (1/150 000)/1e-5 = 2/3, not 1
+    # slice 1: three ON at x=1 and the last event (t ≥ T·dt, kept: the last slice runs to the end) at
+    # x=0 → 3/150 001 and 1/150 001, max 2.0e-5 → 1 and 1/3; no OFF event → 0
+    expected = np.array([[[[0.0, 2 / 3]], [[2 / 3, 0.0]]], [[[0.0, 0.0]], [[1 / 3, 1.0]]]])
+    np.testing.assert_allclose(frames, expected, rtol=1e-3)  # float16 storage, as the original
+    np.testing.assert_array_equal(frames, expected.astype(np.float16).astype(np.float32))
+    # tonic's slicing (counts mode) drops that last event instead
+    counts = events_to_frames(x, np.zeros(6, int), t, p, (2, 1), 2)
+    assert counts[1, 1].tolist() == [[0, 3]]
+
+
+def test_frequency_frames_normalise_each_frame_and_polarity_by_its_own_max() -> None:
+    # short recording (span 99 µs, T = 3, dt = 33): every maximum is far above the floor
+    t = np.array([0, 1, 2, 40, 41, 70, 99])
+    x = np.array([0, 0, 2, 1, 1, 0, 2])
+    y = np.array([0, 0, 1, 1, 1, 1, 0])
+    p = np.array([1, 1, 1, 0, 0, 1, 1])
+    frames = events_to_frequency_frames(x, y, t, p, (3, 2), 3)
+    expected = np.zeros((3, 2, 2, 3))
+    expected[0, 1, 0, 0], expected[0, 1, 1, 2] = 1.0, 0.5  # ON counts 2 and 1 → ÷ 2
+    expected[1, 0, 1, 1] = 1.0  # two OFF events at (y, x) = (1, 1)
+    expected[2, 1, 1, 0] = 1.0  # t = 70 in the last window [66, 99) …
+    expected[2, 1, 0, 2] = 1.0  # … and t = 99 = T·dt, kept because the last slice runs to the end
+    np.testing.assert_array_equal(frames, expected.astype(np.float32))
+
+
+def test_frequency_frames_keep_an_empty_last_window_empty() -> None:
+    # span 10, T = 2 → windows [0, 5) and [5, 10); nothing in the second, so the event at t = 10 is not
+    # added to it (the original only extends a last slice that holds an event)
+    frames = events_to_frequency_frames(
+        np.zeros(4, int), np.zeros(4, int), np.array([0, 1, 2, 10]), np.ones(4, int), (1, 1), 2
+    )
+    assert frames[:, 1, 0, 0].tolist() == [1.0, 0.0]
+
+
+def test_frequency_frames_refuse_a_recording_no_longer_than_T_microseconds() -> None:
+    with pytest.raises(ValueError, match="spans 12 µs"):
+        events_to_frequency_frames(
+            np.zeros(2, int), np.zeros(2, int), np.array([3, 15]), np.ones(2, int), (1, 1), 12
+        )
+
+
+def test_torchvision_style_resize_does_not_align_corners() -> None:
+    frames = torch.arange(2 * 2 * 8 * 8, dtype=torch.float32).reshape(2, 2, 8, 8)
+    out = resize_frames(frames, 4, align_corners=False)
+    # halving with align_corners=False samples each output at the centre of a 2×2 block: the block mean
+    torch.testing.assert_close(out, torch.nn.functional.avg_pool2d(frames, 2))
 
 
 def test_resize_is_bilinear_align_corners() -> None:

@@ -59,6 +59,12 @@ class Catalog:
         description: human-readable source, for messages.
         warnings: non-fatal mismatches found while pairing (reported, never silently dropped).
         frame_crop: optional crop of the binned frames (after binning, as the original).
+        frame_mode: the pair's original frame values (``counts`` or ``frequency``, see
+            :data:`engine.data.events.FRAME_MODES`); ``data.frame_mode = auto`` uses it.
+        frame_align_corners: the original's bilinear resize of this pair (``F.interpolate`` with
+            ``align_corners=True``, or torchvision's ``Resize``, which is ``align_corners=False``).
+        static_invert: show static images as ``1 − x`` (Omniglot: bright strokes on black, like the
+            event frames), applied after the static channel.
         extra_key: anything else that changes the frames, for the cache key.
     """
 
@@ -74,6 +80,9 @@ class Catalog:
     warnings: list[str] = field(default_factory=list)
     frame_crop: tuple[int, int, int, int] | None = None
     """``(y0, y1, x0, x1)`` applied to the binned frames before resizing (N-Omniglot's 250×250 crop)."""
+    frame_mode: str = "counts"
+    frame_align_corners: bool = True
+    static_invert: bool = False
     extra_key: dict[str, Any] = field(default_factory=dict)
 
     @property

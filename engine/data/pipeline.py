@@ -26,7 +26,7 @@ from engine.config import RunConfig
 from engine.data.augment import FrameAugment
 from engine.data.cache import ArrayCache, default_cache_root
 from engine.data.catalog import Catalog, EventRecord, StaticRecord
-from engine.data.events import events_to_frames, resize_frames
+from engine.data.events import FRAME_MODES, resize_frames
 from engine.data.loaders import (
     BalancedSampler,
     FrameBatches,
@@ -36,14 +36,21 @@ from engine.data.loaders import (
 )
 from engine.data.pairs import PAIRS
 from engine.data.static_pool import StaticPool
-from engine.errors import DatasetError
+from engine.errors import ConfigError, DatasetError
 
-__all__ = ["DataBundle", "build_data", "build_static_pool", "cached_frames", "load_catalog"]
+__all__ = [
+    "DataBundle",
+    "build_data",
+    "build_static_pool",
+    "cached_frames",
+    "frame_mode_for",
+    "load_catalog",
+]
 
 log = logging.getLogger(__name__)
 
-FRAMES_VERSION = 1
-"""Bump when the frame computation changes, so cached frames are rebuilt."""
+FRAMES_VERSION = 2
+"""Bump when the frame computation changes, so cached frames are rebuilt (2: frame modes, per-pair resize)."""
 STATIC_VERSION = 1
 
 
@@ -61,6 +68,8 @@ class DataBundle:
     T: int
     pair: str
     catalog_warnings: list[str] = field(default_factory=list)
+    frame_mode: str = "counts"
+    """The frame values actually used (``data.frame_mode`` with ``auto`` resolved for the pair)."""
     _samplers: tuple = ()
 
     def set_epoch(self, epoch: int) -> None:
@@ -97,38 +106,65 @@ def _files_digest(records: Sequence[EventRecord | StaticRecord]) -> str:
     return digest.hexdigest()
 
 
+def frame_mode_for(configured: str, catalog: Catalog) -> str:
+    """``data.frame_mode`` with ``auto`` resolved to the pair's original representation."""
+    mode = catalog.frame_mode if configured == "auto" else configured
+    if mode not in FRAME_MODES:
+        raise ConfigError(
+            f"data.frame_mode = {configured!r} must be auto or one of {', '.join(sorted(FRAME_MODES))}"
+        )
+    return mode
+
+
 def cached_frames(
-    catalog: Catalog, records: list[EventRecord], split: str, pair: str, T: int, size: int, cache: ArrayCache
+    catalog: Catalog,
+    records: list[EventRecord],
+    split: str,
+    pair: str,
+    T: int,
+    size: int,
+    cache: ArrayCache,
+    mode: str = "counts",
 ) -> tuple[Path, tuple[int, ...]]:
-    """Frames ``float32 [N, T, 2, size, size]`` of ``records``, built once into the cache."""
+    """Frames ``float32 [N, T, 2, size, size]`` of ``records``, built once into the cache.
+
+    Per recording, as the original: frames over the pair's sensor geometry (``mode`` = ``counts`` or
+    ``frequency``), then the pair's crop, then its bilinear resize to ``size``.
+    """
     shape = (len(records), T, 2, size, size)
+    to_frames = FRAME_MODES[mode]
     key = {
         "version": FRAMES_VERSION,
         "pair": pair,
         "split": split,
         "T": T,
         "size": size,
+        "mode": mode,
+        "align_corners": catalog.frame_align_corners,
         "files": _files_digest(records),
         "crop": catalog.frame_crop,
         **catalog.extra_key,
     }
 
     def fill(out: np.ndarray) -> None:
-        log.info("building %s %s frames: %d recordings, T=%d, %dpx", pair, split, len(records), T, size)
+        log.info(
+            "building %s %s %s frames: %d recordings, T=%d, %dpx", pair, split, mode, len(records), T, size
+        )
         for i, record in enumerate(records):
             events = catalog.load_events(record)
             x, y, sensor = catalog.frame_geometry(events)
             try:
-                counts = events_to_frames(x, y, events["t"], events["p"], sensor, T)
+                frames = to_frames(x, y, events["t"], events["p"], sensor, T)
             except ValueError as exc:
                 raise DatasetError(f"bad events in {record.path}: {exc}") from None
             if catalog.frame_crop is not None:
                 y0, y1, x0, x1 = catalog.frame_crop
-                counts = counts[..., y0:y1, x0:x1]
-            out[i] = resize_frames(counts, size).numpy()
+                frames = frames[..., y0:y1, x0:x1]
+            out[i] = resize_frames(frames, size, align_corners=catalog.frame_align_corners).numpy()
 
-    cache.get_array(f"{pair}-{split}-T{T}-S{size}", key, shape, np.float32, fill)
-    data_path, _, _ = cache.paths(f"{pair}-{split}-T{T}-S{size}", key)
+    name = f"{pair}-{split}-T{T}-S{size}-{mode}"
+    cache.get_array(name, key, shape, np.float32, fill)
+    data_path, _, _ = cache.paths(name, key)
     return data_path, shape
 
 
@@ -155,6 +191,8 @@ def build_static_pool(catalog: Catalog, pair: str, size: int, channel: str, cach
 
     rgb = torch.from_numpy(np.array(_static_rgb(catalog, pair, size, cache))).float().div_(255.0)
     images = to_static_channel(rgb, channel).contiguous()
+    if catalog.static_invert:
+        images = torch.sub(1.0, images)
     labels = [record.label for record in catalog.static]
     try:
         return StaticPool.from_pools(images, labels, catalog.static_pools, [r.key for r in catalog.static])
@@ -171,12 +209,13 @@ def build_data(config: RunConfig) -> DataBundle:
         warnings.warn(f"{data.pair}: {message}", stacklevel=2)
     cache = ArrayCache(cache_root / "frames")
     size = data.event_size
+    mode = frame_mode_for(data.frame_mode, catalog)
 
     splits = {}
     for split, records in (("train", catalog.train), ("test", catalog.test)):
         if not records:
             raise DatasetError(f"{catalog.description}: the {split} split is empty")
-        path, shape = cached_frames(catalog, records, split, data.pair, config.T, size, cache)
+        path, shape = cached_frames(catalog, records, split, data.pair, config.T, size, cache, mode)
         labels = np.array([r.label for r in records], dtype=np.int64)
         splits[split] = FrameBatches(path, shape, np.arange(len(records)), labels)
 
@@ -213,5 +252,6 @@ def build_data(config: RunConfig) -> DataBundle:
         T=config.T,
         pair=data.pair,
         catalog_warnings=list(catalog.warnings),
+        frame_mode=mode,
         _samplers=(train_sampler,),
     )

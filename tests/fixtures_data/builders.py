@@ -76,11 +76,20 @@ def make_cepdvs(root: Path, labels: list[str], seed: int = 0, pad: int = 0) -> P
     return root
 
 
-def make_nomniglot(root: Path, characters: dict[str, dict[str, int]], seed: int = 0) -> Path:
+def make_nomniglot(
+    root: Path,
+    characters: dict[str, dict[str, int]],
+    seed: int = 0,
+    events_per_sample: tuple[int, int] = (40, 80),
+    region: tuple[int, int, int, int] = (0, 0, 346, 260),
+) -> Path:
     """``dvs_<set>/<alphabet>/characterNN/<XXXX>.aedat4 + .csv`` and ``images_<set>/.../<XXXX>_<DD>.png``.
 
     ``characters`` maps ``"background"``/``"evaluation"`` to ``{alphabet: number of characters}``.
+    Each sample has a random number of events in ``events_per_sample``, spread uniformly over the
+    ``region = (x0, y0, width, height)`` of the 346×260 sensor (a small region stacks events per pixel).
     """
+    x0, y0, region_width, region_height = region
     rng = np.random.default_rng(seed)
     number = 0
     for kind, alphabets in characters.items():
@@ -93,8 +102,10 @@ def make_nomniglot(root: Path, characters: dict[str, dict[str, int]], seed: int 
                 event_dir.mkdir(parents=True, exist_ok=True)
                 chunks, rows, clock = [], ["sample,start,end"], 1_000
                 for drawer in range(1, 21):
-                    x, y, t, p = random_events(rng, int(rng.integers(40, 80)), 346, 260, 50_000)
-                    t = t + clock
+                    x, y, t, p = random_events(
+                        rng, int(rng.integers(*events_per_sample)), region_width, region_height, 50_000
+                    )
+                    x, y, t = x + x0, y + y0, t + clock
                     chunks.append(np.stack([t, x, y, p], 1))
                     rows.append(f"{drawer},{t[0]},{t[-1] + 1}")
                     clock = int(t[-1]) + 10_000

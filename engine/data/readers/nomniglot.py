@@ -23,13 +23,17 @@ Rules (spec §7.3, fixes of §11 items 13 and 14):
   file of the same drawer. Drawers 1–15 train, 16–20 test (N-Omniglot's fixed split;
   ``train_portion`` does not apply); ``traindata_ratio`` keeps the first ``int(15·r)`` drawers.
 - Static pool: the Omniglot images of the training drawers (same stems), the first
-  ``max(1, int(15·rgbdata_ratio))``. Images are used as stored (dark strokes on white, not inverted,
-  as the original).
-- Frames: ``T`` is configurable (the original hard-coded 12). Frames are event counts binned like
-  every other pair, over the whole 346×260 sensor, then cropped to ``[4:254, 54:304]`` (250×250) as
-  the original and resized to ``event_size``. The original instead normalised each frame and
-  polarity by its maximum ("frequency" frames, values in [0, 1]); counts keep one convention across
-  pairs and are what the other datasets use.
+  ``max(1, int(15·rgbdata_ratio))``. Images are **inverted** (``1 − x`` after the static channel) so
+  that strokes are bright on black, as they are in the event frames; the original fed them as stored
+  (dark strokes on white), which ``legacy_omniglot_no_invert`` reproduces (spec §11 item 14).
+- Frames: the original's representation by default (``data.frame_mode = auto``): "frequency" frames
+  (counts ÷ slice duration, each frame and polarity divided by its own max → [0, 1], spec §7.3) over
+  the whole 346×260 sensor, cropped to ``[4:254, 54:304]`` (250×250), then torchvision's
+  ``Resize((28, 28))`` on tensors = bilinear with ``align_corners=False``, no antialias.
+  ``data.frame_mode = counts`` gives raw counts with the same crop and resize. ``T`` is configurable
+  (the original hard-coded 12).
+- The original applies no random crop to N-Omniglot (its training transform is the resize only):
+  set ``data.crop_padding = 0`` for a faithful run (the ``nomniglot`` preset does).
 """
 
 from __future__ import annotations
@@ -208,4 +212,7 @@ def nomniglot_catalog(root: Path, cfg: DataConfig) -> Catalog:
         balanced_sampling=False,
         warnings=warnings,
         frame_crop=CROP,
+        frame_mode="frequency",
+        frame_align_corners=False,
+        static_invert=not cfg.legacy_omniglot_no_invert,
     )
