@@ -11,11 +11,11 @@ from tonic.io import events_struct
 
 from engine.config import RunConfig
 from engine.data import build_data, load_catalog
-from engine.data.augment import FrameAugment, random_crop, random_rotation
+from engine.data.augment import FrameAugment, add_noise_at_snr, random_crop, random_rotation
 from engine.data.cache import ArrayCache
 from engine.data.loaders import BalancedSampler, ShuffleSampler
 from engine.data.readers.ncaltech101 import shifted_geometry
-from engine.errors import DatasetError
+from engine.errors import ConfigError, DatasetError
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,63 @@ def test_static_pool_moves_and_samples_on_its_device(bundle) -> None:
     assert images.shape == (5, 32, 32) and images.device == pool.device
     again = pool.sample(labels, torch.Generator().manual_seed(0))
     assert torch.equal(images, again)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the original --snr: Gaussian noise at a per-sample SNR instead of the crop
+
+
+@pytest.mark.parametrize("snr_db", [3.0, 10.0, 20.0])
+def test_snr_noise_power_matches_the_definition(snr_db: float) -> None:
+    # samples of very different power: the noise follows each sample's own mean square
+    scale = torch.logspace(-1, 2, 64).view(64, 1, 1, 1, 1)
+    frames = torch.rand(64, 4, 2, 16, 16, generator=torch.Generator().manual_seed(0)) * scale
+    noise = add_noise_at_snr(frames, snr_db, torch.Generator().manual_seed(1)) - frames
+    signal_power = frames.pow(2).mean(dim=(1, 2, 3, 4))
+    noise_power = noise.pow(2).mean(dim=(1, 2, 3, 4))
+    ratio = noise_power / signal_power  # 10^(−snr/10) in expectation, ±3 % per sample of 2048 values
+    target = 10 ** (-snr_db / 10)
+    assert abs(float(ratio.mean()) / target - 1) < 0.02
+    assert torch.all((ratio / target - 1).abs() < 0.15)
+    standardised = noise / torch.sqrt(signal_power * target).view(64, 1, 1, 1, 1)
+    assert abs(float(standardised.mean())) < 0.01  # zero-mean: ±0.003 for 131 072 unit normals
+
+
+def test_snr_noise_replaces_the_crop_and_zero_means_off() -> None:
+    frames = torch.rand(8, 3, 2, 12, 12)
+    frames[0] = 0.0
+    noisy = FrameAugment(padding=4, snr=10.0)(frames, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(noisy, add_noise_at_snr(frames, 10.0, torch.Generator().manual_seed(4)))
+    assert torch.equal(noisy[0], frames[0])  # no signal, no noise (the noise scales with the signal)
+    off = FrameAugment(padding=4, snr=0.0)(frames, torch.Generator().manual_seed(4))
+    assert torch.equal(off, random_crop(frames, 4, torch.Generator().manual_seed(4)))  # s = 0: crop only
+    # with DVS-DA the original ignores --snr; the config refuses the combination, the transform ignores it
+    with_da = FrameAugment(padding=4, dvs_da=True, snr=10.0)(frames, torch.Generator().manual_seed(4))
+    assert torch.equal(
+        with_da, FrameAugment(padding=4, dvs_da=True)(frames, torch.Generator().manual_seed(4))
+    )
+
+
+def test_build_data_passes_snr_to_the_augmentation(nshapes_config) -> None:
+    bundle = build_data(nshapes_config.with_overrides({"data.snr": 15.0}))
+    assert bundle.augment.snr == 15.0 and not bundle.augment.dvs_da
+    assert build_data(nshapes_config).augment.snr == 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_augmentation_runs_on_the_gpu_with_a_device_generator() -> None:
+    frames = torch.rand(16, 4, 2, 24, 24, device="cuda")
+    for augment in (FrameAugment(snr=10.0), FrameAugment(dvs_da=True), FrameAugment()):
+        a = augment(frames, torch.Generator(device="cuda").manual_seed(2))
+        b = augment(frames, torch.Generator(device="cuda").manual_seed(2))
+        assert a.device == frames.device and torch.equal(a, b)
+
+
+def test_config_refuses_bad_snr_and_frame_mode() -> None:
+    for overrides, message in (
+        ({"data.snr": -3.0}, "data.snr = -3.0 must be ≥ 0"),
+        ({"data.snr": 10.0, "data.dvs_da": True}, "needs data.dvs_da = false"),
+        ({"data.frame_mode": "spikes"}, "must be auto, counts or frequency"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            RunConfig().with_overrides(overrides).validate()

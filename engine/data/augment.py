@@ -6,6 +6,10 @@ padding=4)`` (zero padding, one crop for all time steps and polarities of a samp
 These functions do the same for a whole batch ``[B, ..., H, W]`` at once — each sample still gets its
 own crop offset, flip and angle — with a caller-supplied ``torch.Generator`` so that the trainer can
 run them on the GPU and replay them exactly on resume.
+
+The original's ``--snr s`` (robustness runs, spec §7.1) replaces the crop, when ``s > 0`` and DVS-DA is
+off, by additive Gaussian noise at ``s`` dB relative to each sample's mean squared value:
+``x + N(0, 1)·sqrt(mean(x²) / 10^(s/10))``. :func:`add_noise_at_snr` does it batched, per sample.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FrameAugment", "random_crop", "random_hflip", "random_rotation"]
+__all__ = ["FrameAugment", "add_noise_at_snr", "random_crop", "random_hflip", "random_rotation"]
 
 
 def random_crop(frames: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -65,6 +69,21 @@ def random_rotation(
     return out.reshape(frames.shape)
 
 
+def add_noise_at_snr(
+    frames: torch.Tensor, snr_db: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Each sample plus white Gaussian noise whose power is its own mean square over ``10^(snr_db/10)``.
+
+    Signal power is the mean of ``x²`` over all of a sample's elements (every time step, polarity and
+    pixel), as the original computes it per sample; an all-zero sample therefore gets no noise.
+    """
+    batch = frames.shape[0]
+    power = frames.pow(2).reshape(batch, -1).mean(dim=1)
+    std = torch.sqrt(power / (10.0 ** (snr_db / 10.0))).view(batch, *([1] * (frames.dim() - 1)))
+    noise = torch.randn(frames.shape, generator=generator, device=frames.device, dtype=frames.dtype)
+    return frames + noise * std
+
+
 @dataclass(frozen=True)
 class FrameAugment:
     """Training augmentation of event frames ``[B, T, 2, S, S]`` (spec §7.1/§7.2).
@@ -75,13 +94,18 @@ class FrameAugment:
     Args:
         padding: random-crop padding (4 in every published run); 0 disables the crop.
         dvs_da: add the original ``--DVS-DA`` flip and ±15° rotation after the crop.
+        snr: the original ``--snr`` in dB; when > 0 and ``dvs_da`` is off, Gaussian noise at this
+            SNR replaces the crop (with ``dvs_da`` the original ignores it, and so does this).
     """
 
     padding: int = 4
     dvs_da: bool = False
     rotation_degrees: float = 15.0
+    snr: float = 0.0
 
     def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.snr > 0 and not self.dvs_da:
+            return add_noise_at_snr(frames, self.snr, generator)
         out = random_crop(frames, self.padding, generator)
         if self.dvs_da:
             out = random_hflip(out, 0.5, generator)

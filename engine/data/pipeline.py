@@ -245,7 +245,7 @@ def build_data(config: RunConfig) -> DataBundle:
         train_loader=train_loader,
         test_loader=test_loader,
         static_pool=pool,
-        augment=FrameAugment(padding=data.crop_padding, dvs_da=data.dvs_da),
+        augment=FrameAugment(padding=data.crop_padding, dvs_da=data.dvs_da, snr=data.snr),
         num_classes=catalog.num_classes,
         class_names=list(catalog.class_names),
         event_size=size,
