@@ -49,6 +49,11 @@ class ModelConfig:
     surrogate: str = "qgate"
     tau: float = 2.0
     v_th: float = 0.5
+    step_mode: str = "auto"
+    """How the network runs its T steps; all three give the same numbers, only the speed differs
+    (``engine.models.resolve_step_mode`` documents the measurements): ``m`` layer by layer over all
+    steps with fused neurons, ``s`` step by step (the original order, the reference), ``auto`` the one
+    measured fastest on the run's device type. Not part of ``config_hash``."""
 
 
 @dataclass
@@ -264,7 +269,15 @@ def list_presets() -> list[str]:
 
 
 NON_SEMANTIC_KEYS = frozenset(
-    {"device", "progress", "data.root", "data.cache_root", "data.num_workers", "data.pin_memory"}
+    {
+        "device",
+        "progress",
+        "data.root",
+        "data.cache_root",
+        "data.num_workers",
+        "data.pin_memory",
+        "model.step_mode",
+    }
 )
 
 
@@ -415,6 +428,10 @@ def _range_problems(c: RunConfig) -> list[str]:
         (c.model.width > 0, f"model.width = {c.model.width} must be > 0"),
         (c.model.tau > 1.0, f"model.tau = {c.model.tau} must be > 1 (the leak is 1/tau)"),
         (c.model.v_th > 0, f"model.v_th = {c.model.v_th} must be > 0"),
+        (
+            c.model.step_mode in ("auto", "m", "s"),
+            f"model.step_mode = {c.model.step_mode!r} must be auto, m (layer by layer) or s (step by step)",
+        ),
         (c.data.event_size >= 8, f"data.event_size = {c.data.event_size} must be ≥ 8"),
         (c.data.crop_padding >= 0, f"data.crop_padding = {c.data.crop_padding} must be ≥ 0"),
         (c.data.snr >= 0, f"data.snr = {c.data.snr} must be ≥ 0 (dB; 0 turns the noise off)"),

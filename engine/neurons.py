@@ -22,6 +22,17 @@ Step modes (SpikingJelly's convention):
   every step is kept in ``mem_seq [T, B, ...]``. The models switch all their layers to ``"m"`` so that
   convolutions and BatchNorm run once over all steps (``engine.models.layers``).
 
+Backends of the multi-step loop (SpikingJelly's convention: one neuron, several backends, the plain-torch
+one is the reference):
+
+* ``"fused"`` (default): the T steps run as one autograd node with a hand-written backward through time
+  (``engine.fused_neurons``); it saves one ``[T, ...]`` tensor and builds no per-step graph. Spikes and
+  potentials are bit-identical to ``"autograd"``, gradients equal up to float rounding.
+* ``"autograd"``: the loop below, differentiated by autograd — the reference the fused path is tested
+  against. It is also used whenever the surrogate is not one of ``engine.surrogates``.
+
+The single-step mode always runs the autograd step.
+
 The threshold and the surrogate's α are plain numbers, not parameters (the original stores them as
 frozen parameters; they are never trained in the paper).
 """
@@ -34,14 +45,25 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from engine.fused_neurons import fused_multi_step
 from engine.registry import Registry
 from engine.surrogates import Surrogate, create_surrogate
 
-__all__ = ["NEURONS", "BaseNeuron", "IFNode", "LIFNode", "PLIFNode", "create_neuron", "reset_neurons"]
+__all__ = [
+    "BACKENDS",
+    "NEURONS",
+    "BaseNeuron",
+    "IFNode",
+    "LIFNode",
+    "PLIFNode",
+    "create_neuron",
+    "reset_neurons",
+]
 
 NEURONS: Registry[type[BaseNeuron]] = Registry("neuron")
 
 STEP_MODES = ("s", "m")
+BACKENDS = ("fused", "autograd")
 
 
 class BaseNeuron(nn.Module):
@@ -53,9 +75,12 @@ class BaseNeuron(nn.Module):
         alpha: the surrogate's α (ignored when ``surrogate`` is already built).
         step_mode: ``"s"`` or ``"m"`` (module docstring).
         record_mem: in multi-step mode, keep every step's post-reset potential in ``mem_seq``.
+        backend: ``"fused"`` or ``"autograd"``, how the multi-step loop runs (module docstring).
     """
 
     uses_tau = False
+    fused_kind = ""
+    """How the fused backend forms ``h`` from ``v`` and ``x`` (``engine.fused_neurons.CHARGE_KINDS``)."""
 
     def __init__(
         self,
@@ -64,11 +89,13 @@ class BaseNeuron(nn.Module):
         alpha: float = 2.0,
         step_mode: str = "s",
         record_mem: bool = False,
+        backend: str = "fused",
     ) -> None:
         super().__init__()
         self.v_th = float(v_th)
         self.surrogate = create_surrogate(surrogate, alpha) if isinstance(surrogate, str) else surrogate
         self.step_mode = step_mode
+        self.backend = backend
         self.record_mem = record_mem
         self._memories: dict[str, Any] = {}
         self.register_memory("mem", 0.0)
@@ -96,6 +123,16 @@ class BaseNeuron(nn.Module):
             raise ValueError(f"step_mode must be one of {STEP_MODES}, got {mode!r}")
         self._step_mode = mode
 
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        if name not in BACKENDS:
+            raise ValueError(f"neuron backend must be one of {BACKENDS}, got {name!r}")
+        self._backend = name
+
     # ----------------------------------------------------------------------------------------------
     # dynamics
     def charge(self, mem: Tensor | float, x: Tensor) -> Tensor:
@@ -112,7 +149,34 @@ class BaseNeuron(nn.Module):
         spike, self.mem = self._step(self.mem, x)
         return spike
 
+    def fused_factor(self) -> Tensor | None:
+        """The tensor factor of the fused charge (PLIF's σ(w)); ``None`` for LIF and IF."""
+        return None
+
     def multi_step_forward(self, x_seq: Tensor) -> Tensor:
+        if self._backend == "fused" and isinstance(self.surrogate, Surrogate):
+            return self._fused_multi_step_forward(x_seq)
+        return self._autograd_multi_step_forward(x_seq)
+
+    def _fused_multi_step_forward(self, x_seq: Tensor) -> Tensor:
+        spikes, mem = fused_multi_step(
+            x_seq,
+            self.mem,
+            kind=self.fused_kind,
+            v_th=self.v_th,
+            derivative=self.surrogate.derivative,
+            alpha=self.surrogate.alpha,
+            tau=getattr(self, "tau", 2.0),
+            k=self.fused_factor(),
+            record=self.record_mem,
+        )
+        if self.record_mem:
+            self.mem_seq, self.mem = mem, mem[-1]
+        else:
+            self.mem = mem
+        return spikes
+
+    def _autograd_multi_step_forward(self, x_seq: Tensor) -> Tensor:
         mem = self.mem
         spikes, mems = [], []
         for x in x_seq.unbind(0):
@@ -131,7 +195,7 @@ class BaseNeuron(nn.Module):
         return self.single_step_forward(x)
 
     def extra_repr(self) -> str:
-        return f"v_th={self.v_th}, step_mode={self._step_mode!r}"
+        return f"v_th={self.v_th}, step_mode={self._step_mode!r}, backend={self._backend!r}"
 
 
 @NEURONS.register("lif")
@@ -139,6 +203,7 @@ class LIFNode(BaseNeuron):
     """Leaky integrate-and-fire: ``m ← m + (x − m)/τ`` (τ = 2 halves the potential every step)."""
 
     uses_tau = True
+    fused_kind = "div"
 
     def __init__(self, tau: float = 2.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -157,6 +222,8 @@ class LIFNode(BaseNeuron):
 class IFNode(BaseNeuron):
     """Integrate-and-fire without leak: ``m ← m + x``."""
 
+    fused_kind = "add"
+
     def charge(self, mem: Tensor | float, x: Tensor) -> Tensor:
         return mem + x
 
@@ -169,6 +236,7 @@ class PLIFNode(BaseNeuron):
     """
 
     uses_tau = True
+    fused_kind = "mul"
 
     def __init__(self, tau: float = 2.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -178,6 +246,9 @@ class PLIFNode(BaseNeuron):
 
     def charge(self, mem: Tensor | float, x: Tensor) -> Tensor:
         return mem + (x - mem) * torch.sigmoid(self.w)
+
+    def fused_factor(self) -> Tensor:
+        return torch.sigmoid(self.w)
 
 
 def create_neuron(
@@ -189,11 +260,17 @@ def create_neuron(
     alpha: float = 2.0,
     step_mode: str = "s",
     record_mem: bool = False,
+    backend: str = "fused",
 ) -> BaseNeuron:
     """Build the neuron called ``name``; ``tau`` is dropped for neurons without a leak (IF)."""
     cls = NEURONS.get(name)
     kwargs: dict[str, Any] = dict(
-        v_th=v_th, surrogate=surrogate, alpha=alpha, step_mode=step_mode, record_mem=record_mem
+        v_th=v_th,
+        surrogate=surrogate,
+        alpha=alpha,
+        step_mode=step_mode,
+        record_mem=record_mem,
+        backend=backend,
     )
     if cls.uses_tau:
         kwargs["tau"] = tau

@@ -6,10 +6,11 @@ static→event transfer models) and the event-only baselines ``vgg_snn``, ``resn
 
 from engine.models import resnet, scnn, vgg  # noqa: F401 — importing registers the models
 from engine.models.base import EventModel, NeuronSpec, SpikingModel, TransferModel, TransferOutput
-from engine.models.factory import MODELS, create_model, list_models
-from engine.models.layers import set_step_mode
+from engine.models.factory import AUTO_STEP_MODE, MODELS, create_model, list_models, resolve_step_mode
+from engine.models.layers import set_neuron_backend, set_step_mode
 
 __all__ = [
+    "AUTO_STEP_MODE",
     "MODELS",
     "EventModel",
     "NeuronSpec",
@@ -18,5 +19,7 @@ __all__ = [
     "TransferOutput",
     "create_model",
     "list_models",
+    "resolve_step_mode",
+    "set_neuron_backend",
     "set_step_mode",
 ]

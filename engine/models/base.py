@@ -46,6 +46,8 @@ class NeuronSpec:
     v_th: float = 0.5
     surrogate: str = "qgate"
     alpha: float = 2.0
+    backend: str = "fused"
+    """Multi-step time loop: ``fused`` (hand-written BPTT) or ``autograd`` (the reference)."""
 
     def build(self, record_mem: bool = False) -> BaseNeuron:
         return create_neuron(
@@ -55,6 +57,7 @@ class NeuronSpec:
             surrogate=self.surrogate,
             alpha=self.alpha,
             record_mem=record_mem,
+            backend=self.backend,
         )
 
 

@@ -10,17 +10,51 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING
 
+import torch
+
 from engine.models.layers import set_step_mode
-from engine.neurons import NEURONS
+from engine.neurons import BACKENDS, NEURONS, STEP_MODES
 from engine.registry import Registry
 from engine.surrogates import SURROGATES
 
 if TYPE_CHECKING:
     from engine.models.base import SpikingModel
 
-__all__ = ["MODELS", "create_model", "list_models"]
+__all__ = ["AUTO_STEP_MODE", "MODELS", "create_model", "list_models", "resolve_step_mode"]
 
 MODELS: Registry[type[SpikingModel]] = Registry("model")
+
+AUTO_STEP_MODE: dict[str, str] = {"cpu": "m", "cuda": "m"}
+"""What ``step_mode="auto"`` runs per device type (any other type gets ``"m"``).
+
+Measured with ``bench/bench_train.py`` / ``bench/bench_engine.py`` (CPU, this repository's 2-core
+machine) and ``bench/gpu_check.py`` (an H200); see :func:`resolve_step_mode` for the numbers.
+"""
+
+
+def resolve_step_mode(step_mode: str, device: str | torch.device | None = None) -> str:
+    """``"m"`` or ``"s"`` for ``step_mode`` (``"auto"``, ``"m"`` or ``"s"``) on ``device``.
+
+    ``device=None`` means where a model would run by default: CUDA when available, else the CPU.
+    ``auto`` follows :data:`AUTO_STEP_MODE`, set from same-process measurements of a full training
+    step (both streams, CKA + TET loss, backward, AdamW):
+
+    * CPU (2 cores, torch 2.13): before the fused neurons and the batch-major layout the layer-by-layer
+      path was 1.25–1.6× *slower* than step by step (BatchNorm statistics reduced over a strided
+      ``[T, B, C, H, W]`` view, ~8 autograd nodes and a saved mask per neuron step, stacking copies);
+      after them it is faster — see the module docstring of ``bench/bench_train.py`` for the table.
+    * CUDA (H200, torch 2.11): layer by layer is faster at the paper's sizes, by far more than on the
+      CPU (T times fewer, larger kernel launches); ``bench/gpu_check.py`` prints the ratios.
+    """
+    if step_mode in STEP_MODES:
+        return step_mode
+    if step_mode != "auto":
+        raise ValueError(f"step_mode must be 'auto' or one of {STEP_MODES}, got {step_mode!r}")
+    if device is None:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        device_type = torch.device(device).type
+    return AUTO_STEP_MODE.get(device_type, "m")
 
 
 def create_model(
@@ -36,6 +70,8 @@ def create_model(
     input_size: int | None = None,
     step_mode: str = "m",
     surrogate_alpha: float = 2.0,
+    neuron_backend: str = "fused",
+    device: str | torch.device | None = None,
 ) -> SpikingModel:
     """Build the registered model ``name``.
 
@@ -50,9 +86,13 @@ def create_model(
         v_th: firing threshold.
         input_size: side of the square input; ``None`` means the model's ``default_input_size``
             (48 for VGG and ResNet, 28 for SCNN). VGG and SCNN heads are sized from it.
-        step_mode: ``"m"`` (fast, layer by layer; default) or ``"s"`` (the original step-by-step
-            order; the reference the fast path is tested against).
+        step_mode: ``"m"`` (fast, layer by layer; default), ``"s"`` (the original step-by-step
+            order; the reference the fast path is tested against) or ``"auto"`` (the faster of the two
+            on ``device``, :func:`resolve_step_mode`).
         surrogate_alpha: the surrogate's α (the original hard-codes 2.0).
+        neuron_backend: how multi-step neurons run their time loop: ``"fused"`` (one autograd node,
+            hand-written backward through time; default) or ``"autograd"`` (the plain-torch reference).
+        device: only consulted by ``step_mode="auto"``; the model is built on the CPU either way.
 
     Example:
         >>> model = create_model("transfer_vgg_snn", num_classes=101, T=10, width=0.25)
@@ -63,11 +103,16 @@ def create_model(
     SURROGATES.get(surrogate)
     if not width > 0:
         raise ValueError(f"width must be > 0, got {width}")
+    if neuron_backend not in BACKENDS:
+        raise ValueError(f"neuron_backend must be one of {BACKENDS}, got {neuron_backend!r}")
+    mode = resolve_step_mode(step_mode, device)
     from engine.models.base import NeuronSpec  # noqa: PLC0415 — base imports this module's registry users
 
-    spec = NeuronSpec(name=neuron, tau=tau, v_th=v_th, surrogate=surrogate, alpha=surrogate_alpha)
+    spec = NeuronSpec(
+        name=neuron, tau=tau, v_th=v_th, surrogate=surrogate, alpha=surrogate_alpha, backend=neuron_backend
+    )
     model = cls(num_classes=num_classes, T=T, width=width, neuron=spec, input_size=input_size)
-    set_step_mode(model, step_mode)
+    set_step_mode(model, mode)
     return model
 
 

@@ -73,11 +73,18 @@ class LoadedWeights:
     """Format-specific facts worth printing (epoch, the metric saved with it, …)."""
 
 
-def build_model(config: RunConfig, num_classes: int) -> nn.Module:
-    """The model a run configuration describes (the registry's fast multi-step path)."""
+def build_model(config: RunConfig, num_classes: int, device: str | torch.device | None = None) -> nn.Module:
+    """The model a run configuration describes, built on the CPU.
+
+    ``model.step_mode = auto`` picks the faster step mode for ``device`` (default: the device
+    ``config.device`` names — for ``auto``, CUDA when available), see
+    ``engine.models.resolve_step_mode``.
+    """
     from engine.models import create_model  # noqa: PLC0415
 
     m = config.model
+    if device is None and config.device != "auto":
+        device = config.device
     return create_model(
         m.name,
         num_classes=num_classes,
@@ -88,6 +95,8 @@ def build_model(config: RunConfig, num_classes: int) -> nn.Module:
         tau=m.tau,
         v_th=m.v_th,
         input_size=config.data.event_size,
+        step_mode=m.step_mode,
+        device=device,
     )
 
 

@@ -1,0 +1,202 @@
+"""The fused multi-step neuron: the whole time loop as one autograd node with a hand-written BPTT.
+
+Why. Run through autograd, T steps of integrate → fire → reset build ~8 graph nodes per step, save a
+float tensor and a mask per step, and stack the spikes (and potentials) with two extra copies. On a
+CPU this bookkeeping cost more than the layer-by-layer path saves. SpikingJelly's fast backends solve
+it the same way as here: run the loop in ``forward`` without a graph, keep one ``[T, ...]`` tensor, and
+write the backward through time by hand.
+
+Forward, step t (``v`` is the post-reset potential, ``v_{-1}`` the state before the sequence)::
+
+    h_t = v_{t−1} + (x_t − v_{t−1}) / τ        LIF   ("div", τ)
+    h_t = v_{t−1} + x_t                         IF    ("add")
+    h_t = v_{t−1} + (x_t − v_{t−1}) · k         PLIF  ("mul", k = σ(w), a tensor)
+    s_t = H(h_t − V_th)                         strict ">"
+    v_t = h_t masked to 0 where s_t = 1         hard reset, detached
+
+Every operation is the one the plain-torch neuron (``engine.neurons``, backend ``"autograd"``) runs, in
+the same order, so the spikes and potentials are bit-identical to it.
+
+Backward, from t = T−1 down to 0, with ``g_s``/``g_v`` the gradients arriving at ``s_t``/``v_t`` (the
+latter from ``mem_seq`` and from step t+1)::
+
+    ∂L/∂h_t = g_s · σ'(h_t − V_th) + g_v · (1 − s_t)      σ': the surrogate's derivative
+    LIF:  ∂L/∂x_t = ∂L/∂h_t / τ,   ∂L/∂v_{t−1} += ∂L/∂h_t − ∂L/∂x_t
+    IF:   ∂L/∂x_t = ∂L/∂h_t,       ∂L/∂v_{t−1} += ∂L/∂h_t
+    PLIF: ∂L/∂x_t = ∂L/∂h_t · k,   ∂L/∂v_{t−1} += ∂L/∂h_t − ∂L/∂x_t,   ∂L/∂k += Σ ∂L/∂h_t · (x_t − v_{t−1})
+
+Saved for backward: ``h [T, ...]`` only (the spikes and the reset mask are ``h > V_th``); PLIF also
+keeps ``x_t − v_{t−1}`` when its ``w`` is trained. The autograd reference saves ``h − V_th`` plus a
+one-byte mask per step.
+
+Layout. The time loop indexes dimension 0 and allocates every ``[T, ...]`` buffer with
+``torch.empty_like(x_seq)``, which keeps ``x_seq``'s strides: a batch-major input (the models' fast
+layout, ``engine.models.layers``) gives batch-major spikes and potentials without any copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+__all__ = ["CHARGE_KINDS", "fused_multi_step"]
+
+CHARGE_KINDS = ("div", "add", "mul")
+"""How ``h`` is formed from ``v`` and ``x``: LIF divides by τ, IF adds, PLIF multiplies by σ(w)."""
+
+Derivative = Callable[[Tensor, float], Tensor]
+
+
+def _charge(kind: str, factor: float | Tensor | None, v: Tensor | None, x: Tensor, out: Tensor) -> Tensor:
+    """``h = v + (x − v)/τ`` (div) | ``v + x`` (add) | ``v + (x − v)·k`` (mul) into ``out``.
+
+    ``v is None`` is the fresh state 0.0: the reference computes ``0.0 + (x − 0.0)/τ``, which is ``x/τ``
+    exactly, so the additions of zero are skipped.
+    """
+    if kind == "add":
+        return out.copy_(x) if v is None else torch.add(v, x, out=out)
+    diff = x if v is None else torch.sub(x, v, out=out)
+    if kind == "div":
+        torch.div(diff, factor, out=out)
+    else:
+        torch.mul(diff, factor, out=out)
+    return out if v is None else out.add_(v)
+
+
+class _MultiStepNeuron(torch.autograd.Function):
+    """Inputs: ``x_seq, v0 (tensor or None), k (PLIF's σ(w) or None)``; outputs: ``(spikes, v)``.
+
+    ``v`` is every step's post-reset potential ``[T, ...]`` when ``record`` is true, else only the last
+    one ``[...]`` (the state the next call starts from).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        x_seq: Tensor,
+        v0: Tensor | None,
+        k: Tensor | None,
+        kind: str,
+        tau: float,
+        v_th: float,
+        derivative: Derivative,
+        alpha: float,
+        record: bool,
+    ) -> tuple[Tensor, Tensor]:
+        T = x_seq.shape[0]
+        factor: float | Tensor | None = tau if kind == "div" else k
+        needs_grad = any(ctx.needs_input_grad[:3])
+        keep_diff = kind == "mul" and ctx.needs_input_grad[2]
+        spikes = torch.empty_like(x_seq)
+        h_seq = torch.empty_like(x_seq) if needs_grad else None
+        v_seq = torch.empty_like(x_seq) if record else None
+        diff_seq = torch.empty_like(x_seq) if keep_diff else None
+        h_buffer = None if needs_grad else torch.empty_like(x_seq[0])
+        zero = x_seq.new_zeros(())
+        v = v0
+        for t in range(T):
+            x = x_seq[t]
+            h = h_seq[t] if h_seq is not None else h_buffer
+            if diff_seq is not None:  # PLIF with a trained w: keep x_t − v_{t−1} for ∂L/∂k
+                if v is None:
+                    diff_seq[t].copy_(x)
+                else:
+                    torch.sub(x, v, out=diff_seq[t])
+                torch.mul(diff_seq[t], factor, out=h)
+                if v is not None:
+                    h.add_(v)
+            else:
+                _charge(kind, factor, v, x, h)
+            fired = h > v_th
+            spikes[t].copy_(fired)
+            if v_seq is not None:
+                v = torch.where(fired, zero, h, out=v_seq[t])
+            else:
+                v = torch.where(fired, zero, h)
+        last = v_seq if v_seq is not None else v
+        ctx.kind, ctx.tau, ctx.v_th, ctx.derivative, ctx.alpha = kind, tau, v_th, derivative, alpha
+        ctx.record, ctx.has_v0 = record, v0 is not None
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None: no zero tensors
+        ctx.save_for_backward(h_seq, k, diff_seq)
+        return spikes, last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_spikes: Tensor, grad_v: Tensor):  # type: ignore[override]
+        h_seq, k, diff_seq = ctx.saved_tensors
+        kind, tau, v_th = ctx.kind, ctx.tau, ctx.v_th
+        T = h_seq.shape[0]
+        grad_x = torch.empty_like(h_seq)
+        grad_k: Tensor | None = None  # Σ_t Σ ∂L/∂h_t · (x_t − v_{t−1}), PLIF only
+        # gradient reaching v_t from later steps (and from the caller when only v_{T−1} is returned)
+        carry: Tensor | None = None if ctx.record else grad_v
+        for t in range(T - 1, -1, -1):
+            h = h_seq[t]
+            grad_h = None
+            if grad_spikes is not None:
+                grad_h = ctx.derivative(h - v_th, ctx.alpha).mul_(grad_spikes[t])
+            g_v = grad_v[t] if ctx.record and grad_v is not None else None
+            if carry is not None:
+                g_v = carry if g_v is None else g_v + carry
+            if g_v is not None:
+                through_reset = torch.where(h > v_th, 0.0, g_v)  # the reset is detached: (1 − s_t)
+                grad_h = through_reset if grad_h is None else grad_h.add_(through_reset)
+            if grad_h is None:
+                grad_h = torch.zeros_like(h)
+            gx = grad_x[t]
+            if kind == "div":
+                torch.div(grad_h, tau, out=gx)
+            elif kind == "mul":
+                torch.mul(grad_h, k, out=gx)
+            else:
+                gx.copy_(grad_h)
+            if diff_seq is not None:
+                term = (grad_h * diff_seq[t]).sum()
+                grad_k = term if grad_k is None else grad_k + term
+            if t > 0 or ctx.has_v0:
+                carry = grad_h if kind == "add" else grad_h.sub_(gx)
+        needs = ctx.needs_input_grad
+        grad_v0 = carry if (ctx.has_v0 and needs[1]) else None
+        grad_k_out = grad_k.to(k.dtype).reshape(k.shape) if grad_k is not None else None
+        return (grad_x if needs[0] else None), grad_v0, grad_k_out, None, None, None, None, None, None
+
+
+def fused_multi_step(
+    x_seq: Tensor,
+    v0: float | Tensor,
+    *,
+    kind: str,
+    v_th: float,
+    derivative: Derivative,
+    alpha: float,
+    tau: float = 2.0,
+    k: Tensor | None = None,
+    record: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Run ``x_seq [T, ...]`` through T neuron steps as one autograd node.
+
+    Args:
+        x_seq: input currents, time first.
+        v0: the state before the sequence: the float ``0.0`` after a reset, or a tensor of ``x_seq[0]``'s
+            shape (a previous call's last potential; it receives gradients).
+        kind: ``"div"`` (LIF, uses ``tau``), ``"add"`` (IF) or ``"mul"`` (PLIF, uses ``k = σ(w)``).
+        v_th: the threshold; ``derivative(x, alpha)`` the surrogate's dS/dx at ``x = h − v_th``.
+        record: return every step's post-reset potential ``[T, ...]`` instead of only the last one.
+
+    Returns:
+        ``(spikes [T, ...], v)`` with ``v`` as described by ``record``.
+    """
+    if kind not in CHARGE_KINDS:
+        raise ValueError(f"kind must be one of {CHARGE_KINDS}, got {kind!r}")
+    if kind == "mul" and k is None:
+        raise ValueError("kind='mul' (PLIF) needs k = sigmoid(w)")
+    if isinstance(v0, Tensor):
+        start: Tensor | None = v0
+    elif v0 == 0.0:
+        start = None
+    else:
+        start = torch.full_like(x_seq[0], float(v0))
+    return _MultiStepNeuron.apply(x_seq, start, k, kind, float(tau), float(v_th), derivative, alpha, record)
