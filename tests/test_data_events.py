@@ -96,6 +96,44 @@ def test_frequency_frames_normalise_each_frame_and_polarity_by_its_own_max() -> 
     np.testing.assert_array_equal(frames, expected.astype(np.float32))
 
 
+def _reference_frequency_frames(x, y, t, p, width, height, T):
+    """Spec §7.3 step by step, one time window at a time, in float64 (the slow, obvious way)."""
+    t = t - t[0]
+    dt = t[-1] // T
+    frames = np.zeros((T, 2, height, width))
+    for i in range(T):
+        inside = np.flatnonzero((t >= i * dt) & (t < (i + 1) * dt))
+        if len(inside) == 0:
+            continue
+        members = np.arange(inside[0], len(t) if i == T - 1 else inside[-1] + 1)
+        np.add.at(frames[i], (p[members], y[members], x[members]), 1.0)
+        frames[i] /= dt if i < T - 1 else dt + t[-1] % T
+        for polarity in range(2):
+            frames[i, polarity] /= max(frames[i, polarity].max(), 1e-5)
+    return frames
+
+
+@pytest.mark.parametrize(
+    ("n", "span", "T", "polarity"),
+    [
+        (3000, 2_000_000, 12, "both"),
+        (200, 50_000, 12, "both"),
+        (400, 5_000_000, 6, "on_only"),
+        (40, 1_000, 7, "both"),
+    ],
+)
+def test_frequency_frames_equal_the_step_by_step_reference(n: int, span: int, T: int, polarity: str) -> None:
+    rng = np.random.default_rng(n + T)
+    width, height = 31, 19
+    x, y = rng.integers(0, width, n), rng.integers(0, height, n)
+    t = np.sort(rng.integers(0, span + 1, n)) + 777
+    p = rng.integers(0, 2, n) if polarity == "both" else np.ones(n, int)
+    ours = events_to_frequency_frames(x, y, t, p, (width, height), T)
+    np.testing.assert_allclose(
+        ours, _reference_frequency_frames(x, y, t, p, width, height, T), rtol=1e-3, atol=0
+    )
+
+
 def test_frequency_frames_keep_an_empty_last_window_empty() -> None:
     # span 10, T = 2 → windows [0, 5) and [5, 10); nothing in the second, so the event at t = 10 is not
     # added to it (the original only extends a last slice that holds an event)

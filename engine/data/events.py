@@ -140,9 +140,9 @@ def events_to_frequency_frames(
     4. each frame and polarity divided by ``max(its maximum, 1e-5)``;
     5. rounded to float16, the precision the original stores its frames in.
 
-    The original computes steps 3–4 in float16; here they are exact, then rounded once (values differ
-    by at most one float16 step, ~5e-4). A recording spanning no more than ``T`` µs is an error, as in
-    the original (which asserts it).
+    The original computes steps 3–4 in float16; here they are one float32 division, then rounded once
+    (values differ by at most one float16 step, ~5e-4). A recording spanning no more than ``T`` µs is
+    an error, as in the original (which asserts it).
     """
     width, height = int(sensor_size[0]), int(sensor_size[1])
     shape = (n_time_bins, 2, height, width)
@@ -163,13 +163,18 @@ def events_to_frequency_frames(
     if last[-1] > first[-1]:
         last[-1] = n
     event_index, bin_index = _slice_members(first, last)
-    counts = _count(x, y, p, event_index, bin_index, shape).astype(np.float64)
+    counts = _count(x, y, p, event_index, bin_index, shape)
 
     duration = np.full(n_time_bins, float(dt))
     duration[-1] = dt + span % n_time_bins
-    frequency = counts / duration[:, None, None, None]
-    peak = np.maximum(frequency.max(axis=(2, 3), keepdims=True), FREQUENCY_EPS)
-    return (frequency / peak).astype(np.float16).astype(np.float32)
+    # (c / d) / max(c_max / d, eps) = c / max(c_max, eps·d): one float32 division per non-zero pixel
+    peak = np.maximum(counts.max(axis=(2, 3)), FREQUENCY_EPS * duration[:, None]).astype(np.float32)
+    flat = counts.reshape(-1)
+    nonzero = np.flatnonzero(flat)
+    out = np.zeros(shape, dtype=np.float32)
+    values = flat[nonzero].astype(np.float32) / peak.reshape(-1)[nonzero // (height * width)]
+    out.reshape(-1)[nonzero] = values.astype(np.float16)
+    return out
 
 
 FRAME_MODES = {"counts": events_to_frames, "frequency": events_to_frequency_frames}
