@@ -10,8 +10,9 @@ import torch
 from fixtures_data.builders import CEPDVS_CLASSES, make_cepdvs, make_ncaltech101, make_nomniglot
 
 from engine.config import RunConfig
-from engine.data import PAIRS, load_catalog
+from engine.data import PAIRS, build_data, load_catalog
 from engine.data.cache import ArrayCache
+from engine.data.loaders import BalancedSampler
 from engine.data.pipeline import build_static_pool
 from engine.errors import DatasetError
 
@@ -70,6 +71,28 @@ def test_traindata_ratio_shrinks_events_but_not_the_static_pool(tmp_path) -> Non
     assert [r.key for r in half.static] == [r.key for r in full.static]
     rgb = load_catalog(_config("ncaltech101", root, tmp_path / "c", rgbdata_ratio=0.5))
     assert [len(p) for p in rgb.static_pools] == [5, 4, 3, 9]
+
+
+def test_legacy_sampler_weights_are_the_original_1_over_class_size(tmp_path) -> None:
+    root = make_ncaltech101(tmp_path / "nc", COUNTS)
+    config = _config("ncaltech101", root, tmp_path / "c", traindata_ratio=0.5)
+    catalog = load_catalog(config)
+    assert catalog.class_sizes == [12, 10, 7, 21]
+    labels = np.array([r.label for r in catalog.train])  # kept: 5, 4, 3, 9
+    legacy = BalancedSampler(labels, 0, catalog.class_sizes)
+    balanced = BalancedSampler(labels, 0)
+    share = [float(legacy.weights[labels == c].sum() / legacy.weights.sum()) for c in range(4)]
+    # the original: class c drawn ∝ kept_c / size_c = 5/12, 4/10, 3/7, 9/21 — not equal
+    expected = np.array([5 / 12, 4 / 10, 3 / 7, 9 / 21])
+    np.testing.assert_allclose(share, expected / expected.sum())
+    share = [float(balanced.weights[labels == c].sum() / balanced.weights.sum()) for c in range(4)]
+    np.testing.assert_allclose(share, [0.25] * 4)  # ours: exactly balanced
+    # build_data picks the weights by the switch
+    for switch, sampler in ((True, legacy), (False, balanced)):
+        bundle = build_data(
+            config.with_overrides({"data.legacy_sampler_class_size_weights": switch, "batch_size": 4})
+        )
+        torch.testing.assert_close(bundle._samplers[0].weights, sampler.weights)
 
 
 def test_legacy_static_pool_off_by_one_reaches_the_first_test_image(tmp_path) -> None:

@@ -65,6 +65,8 @@ class Catalog:
             ``align_corners=True``, or torchvision's ``Resize``, which is ``align_corners=False``).
         static_invert: show static images as ``1 − x`` (Omniglot: bright strokes on black, like the
             event frames), applied after the static channel.
+        class_sizes: every event recording of each class, kept or not (the original's class-balanced
+            sampler weighs by it; see ``data.legacy_sampler_class_size_weights``).
         extra_key: anything else that changes the frames, for the cache key.
     """
 
@@ -83,6 +85,7 @@ class Catalog:
     frame_mode: str = "counts"
     frame_align_corners: bool = True
     static_invert: bool = False
+    class_sizes: list[int] | None = None
     extra_key: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -89,14 +89,17 @@ class _EpochSampler(Sampler[int]):
 class BalancedSampler(_EpochSampler):
     """``WeightedRandomSampler`` semantics: ``len(labels)`` draws with replacement, weight 1/count_c.
 
-    This is the original N-Caltech101 training sampler (spec §7.1, §11 item 19): every class is
-    equally likely in expectation, so within an epoch some recordings repeat and others are skipped.
+    This is the original N-Caltech101 training sampler (spec §7.1, §11 item 19): within an epoch some
+    recordings repeat and others are skipped. By default ``count_c`` is the number of recordings of
+    class c in ``labels``, so every class is exactly equally likely. The original weighed by the
+    class's size in the whole dataset (``class_sizes``) instead, so classes whose kept share is
+    smaller (``int(n_train·r)`` truncation) are drawn less; pass ``class_sizes`` to reproduce it.
     """
 
-    def __init__(self, labels: np.ndarray, seed: int) -> None:
+    def __init__(self, labels: np.ndarray, seed: int, class_sizes: list[int] | None = None) -> None:
         super().__init__(seed)
         labels = np.asarray(labels, dtype=np.int64)
-        counts = np.bincount(labels)
+        counts = np.bincount(labels) if class_sizes is None else np.asarray(class_sizes, dtype=np.int64)
         self.weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
         self.num_samples = len(labels)
 

@@ -221,7 +221,8 @@ def build_data(config: RunConfig) -> DataBundle:
 
     train_labels = splits["train"].labels.numpy()
     if catalog.balanced_sampling:
-        train_sampler = BalancedSampler(train_labels, config.seed)
+        sizes = catalog.class_sizes if data.legacy_sampler_class_size_weights else None
+        train_sampler = BalancedSampler(train_labels, config.seed, sizes)
     else:
         train_sampler = ShuffleSampler(len(train_labels), config.seed)
     if len(train_labels) < config.batch_size:

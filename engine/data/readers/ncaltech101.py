@@ -25,7 +25,8 @@ Rules (spec §7.1, §11 items 5, 10, 19, 20):
   ``legacy_static_pool_off_by_one`` reproduces the original instead: the first
   ``int(n_train·rgbdata_ratio) + 1`` static images of the class in name order, whatever their stems.
 - Per-sample sensor size: x and y shifted to start at 0, size = max + 1 (tonic's ``sensor_size=None``).
-- Train sampling is class-balanced with replacement (``WeightedRandomSampler``), as the original.
+- Train sampling is class-balanced with replacement (``WeightedRandomSampler``), as the original;
+  ``legacy_sampler_class_size_weights`` also reproduces its weights, 1/(recordings of the class).
 """
 
 from __future__ import annotations
@@ -122,8 +123,10 @@ def ncaltech101_catalog(root: Path, cfg: DataConfig, name: str = "N-Caltech101 +
     static: list[StaticRecord] = []
     pools: list[np.ndarray] = []
     warnings: list[str] = []
+    class_sizes: list[int] = []
     for label, cls in enumerate(class_names):
         events = _files(event_classes[cls], (".bin",))
+        class_sizes.append(len(events))
         images = _files(static_classes[cls], IMAGE_SUFFIXES)
         if not events:
             raise DatasetError(
@@ -182,4 +185,5 @@ def ncaltech101_catalog(root: Path, cfg: DataConfig, name: str = "N-Caltech101 +
         description=f"{name} at {root}",
         balanced_sampling=True,
         warnings=warnings,
+        class_sizes=class_sizes,
     )
