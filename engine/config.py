@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -243,9 +244,16 @@ class RunConfig:
 
         Seeds of one configuration share a hash. Keys that do not change the numbers (device, paths,
         worker counts, progress bars) are left out so the same configuration run on two clusters hashes
-        the same.
+        the same. Keys at their class default are left out too, so a knob added in a later release (with
+        a default that keeps the old behaviour) does not change the hash of configurations recorded
+        before it existed; a resumed or compared sweep still groups its seeds together.
         """
-        flat = {k: v for k, v in self.flat().items() if k not in NON_SEMANTIC_KEYS and k not in exclude}
+        defaults = _default_flat()
+        flat = {
+            k: v
+            for k, v in self.flat().items()
+            if k not in NON_SEMANTIC_KEYS and k not in exclude and (k not in defaults or v != defaults[k])
+        }
         blob = json.dumps(flat, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -315,6 +323,11 @@ def parse_assignments(items: list[str], source: str = "--set") -> dict[str, Any]
         except yaml.YAMLError:
             out[key.strip()] = raw
     return out
+
+
+@functools.cache
+def _default_flat() -> dict[str, Any]:
+    return RunConfig().flat()
 
 
 def all_keys() -> list[str]:
