@@ -6,10 +6,19 @@ static→event transfer models) and the event-only baselines ``vgg_snn``, ``resn
 
 from engine.models import resnet, scnn, vgg  # noqa: F401 — importing registers the models
 from engine.models.base import EventModel, NeuronSpec, SpikingModel, TransferModel, TransferOutput
-from engine.models.factory import AUTO_STEP_MODE, MODELS, create_model, list_models, resolve_step_mode
-from engine.models.layers import set_neuron_backend, set_step_mode
+from engine.models.factory import (
+    AUTO_MEMORY_FORMAT,
+    AUTO_STEP_MODE,
+    MODELS,
+    create_model,
+    list_models,
+    resolve_memory_format,
+    resolve_step_mode,
+)
+from engine.models.layers import set_memory_format, set_neuron_backend, set_step_mode
 
 __all__ = [
+    "AUTO_MEMORY_FORMAT",
     "AUTO_STEP_MODE",
     "MODELS",
     "EventModel",
@@ -19,7 +28,9 @@ __all__ = [
     "TransferOutput",
     "create_model",
     "list_models",
+    "resolve_memory_format",
     "resolve_step_mode",
+    "set_memory_format",
     "set_neuron_backend",
     "set_step_mode",
 ]

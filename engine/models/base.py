@@ -23,7 +23,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from engine.models.layers import StepModule
+from engine.models.layers import StepModule, time_major_channels_last
 from engine.neurons import BaseNeuron, create_neuron, reset_neurons
 
 __all__ = [
@@ -98,6 +98,9 @@ class SpikingModel(StepModule, nn.Module):
     fixed_input_size: ClassVar[bool] = False
     """True when a head's size depends on the input's spatial size (VGG, SCNN)."""
     min_input_size: ClassVar[int] = 1
+    channels_last: bool = False
+    """Multi-step mode only: run the frames channels-last, time-major (``engine.models.layers``);
+    set with :func:`engine.models.layers.set_memory_format`, which also converts the conv weights."""
 
     def __init__(self, *, num_classes: int, T: int, input_size: int | None = None) -> None:
         super().__init__()
@@ -131,6 +134,8 @@ class SpikingModel(StepModule, nn.Module):
         """One pass over ``x_seq [T, B, 2, H, W]`` from a fresh state → (features [T,B,D], logits [T,B,K])."""
         self.reset()
         if self.step_mode == "m":
+            if self.channels_last:
+                x_seq = time_major_channels_last(x_seq)
             hidden, feature = self.backbone(x_seq)
             return feature.flatten(2), head(hidden)
         features, logits = [], []

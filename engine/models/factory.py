@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from engine.models.layers import set_step_mode
+from engine.models.layers import MEMORY_FORMATS, set_memory_format, set_step_mode
 from engine.neurons import BACKENDS, NEURONS, STEP_MODES
 from engine.registry import Registry
 from engine.surrogates import SURROGATES
@@ -20,16 +20,31 @@ from engine.surrogates import SURROGATES
 if TYPE_CHECKING:
     from engine.models.base import SpikingModel
 
-__all__ = ["AUTO_STEP_MODE", "MODELS", "create_model", "list_models", "resolve_step_mode"]
+__all__ = [
+    "AUTO_MEMORY_FORMAT",
+    "AUTO_STEP_MODE",
+    "MODELS",
+    "create_model",
+    "list_models",
+    "resolve_memory_format",
+    "resolve_step_mode",
+]
 
 MODELS: Registry[type[SpikingModel]] = Registry("model")
 
 AUTO_STEP_MODE: dict[str, str] = {"cpu": "m", "cuda": "m"}
-"""What ``step_mode="auto"`` runs per device type (any other type gets ``"m"``).
+"""What ``step_mode="auto"`` runs per device type (any other type gets ``"m"``); see
+:func:`resolve_step_mode` for the measurements behind it."""
 
-Measured with ``bench/bench_train.py`` / ``bench/bench_engine.py`` (CPU, this repository's 2-core
-machine) and ``bench/gpu_check.py`` (an H200); see :func:`resolve_step_mode` for the numbers.
-"""
+AUTO_MEMORY_FORMAT: dict[str, str] = {"cpu": "channels_last", "cuda": "contiguous"}
+"""The frame layout ``memory_format="auto"`` gives the multi-step path per device type (any other type
+gets ``"contiguous"``); the step-by-step path always runs contiguous."""
+
+
+def _device_type(device: str | torch.device | None) -> str:
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device).type
 
 
 def resolve_step_mode(step_mode: str, device: str | torch.device | None = None) -> str:
@@ -37,24 +52,40 @@ def resolve_step_mode(step_mode: str, device: str | torch.device | None = None) 
 
     ``device=None`` means where a model would run by default: CUDA when available, else the CPU.
     ``auto`` follows :data:`AUTO_STEP_MODE`, set from same-process measurements of a full training
-    step (both streams, CKA + TET loss, backward, AdamW):
+    step (both streams, CKA + TET loss, backward, AdamW; ``bench/bench_train.py``,
+    ``bench/bench_engine.py``, ``bench/gpu_check.py``):
 
-    * CPU (2 cores, torch 2.13): before the fused neurons and the batch-major layout the layer-by-layer
-      path was 1.25–1.6× *slower* than step by step (BatchNorm statistics reduced over a strided
-      ``[T, B, C, H, W]`` view, ~8 autograd nodes and a saved mask per neuron step, stacking copies);
-      after them it is faster — see the module docstring of ``bench/bench_train.py`` for the table.
-    * CUDA (H200, torch 2.11): layer by layer is faster at the paper's sizes, by far more than on the
-      CPU (T times fewer, larger kernel launches); ``bench/gpu_check.py`` prints the ratios.
+    * CPU (2 shared cores, torch 2.13): the layer-by-layer path used to be 1.25–1.6× *slower* than step
+      by step (BatchNorm statistics reduced with ``var_mean`` over a strided ``[T, B, C, H, W]`` view,
+      ~8 autograd nodes and a saved mask per neuron step, stacking copies). With fused neurons, one
+      BatchNorm kernel per layer and channels-last frames it is 1.1× (quick preset) to 1.6× (VGG width
+      0.25, T = 8, B = 16, 48 px) faster than step by step.
+    * CUDA (H200, torch 2.11): layer by layer, see ``bench/gpu_check.py``'s table.
     """
     if step_mode in STEP_MODES:
         return step_mode
     if step_mode != "auto":
         raise ValueError(f"step_mode must be 'auto' or one of {STEP_MODES}, got {step_mode!r}")
-    if device is None:
-        device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    else:
-        device_type = torch.device(device).type
-    return AUTO_STEP_MODE.get(device_type, "m")
+    return AUTO_STEP_MODE.get(_device_type(device), "m")
+
+
+def resolve_memory_format(
+    memory_format: str, step_mode: str, device: str | torch.device | None = None
+) -> str:
+    """``"contiguous"`` or ``"channels_last"`` for the resolved ``step_mode`` on ``device``.
+
+    ``auto``: channels-last frames on the CPU, where oneDNN's NHWC convolutions ran 1.5–2× faster than
+    NCHW ones at these sizes (the convolutions are ~60 % of a CPU step); :data:`AUTO_MEMORY_FORMAT`
+    holds the choice per device type. The step-by-step path gains nothing from it (measured slower),
+    so it always gets ``"contiguous"``.
+    """
+    if memory_format in MEMORY_FORMATS:
+        return memory_format
+    if memory_format != "auto":
+        raise ValueError(f"memory_format must be 'auto' or one of {MEMORY_FORMATS}, got {memory_format!r}")
+    if step_mode != "m":
+        return "contiguous"
+    return AUTO_MEMORY_FORMAT.get(_device_type(device), "contiguous")
 
 
 def create_model(
@@ -71,6 +102,7 @@ def create_model(
     step_mode: str = "m",
     surrogate_alpha: float = 2.0,
     neuron_backend: str = "fused",
+    memory_format: str = "auto",
     device: str | torch.device | None = None,
 ) -> SpikingModel:
     """Build the registered model ``name``.
@@ -92,7 +124,11 @@ def create_model(
         surrogate_alpha: the surrogate's α (the original hard-codes 2.0).
         neuron_backend: how multi-step neurons run their time loop: ``"fused"`` (one autograd node,
             hand-written backward through time; default) or ``"autograd"`` (the plain-torch reference).
-        device: only consulted by ``step_mode="auto"``; the model is built on the CPU either way.
+        memory_format: how the multi-step path stores its frames: ``"contiguous"`` (NCHW,
+            batch-major), ``"channels_last"`` (NHWC, time-major; conv weights too) or ``"auto"``
+            (:func:`resolve_memory_format`). Same numbers either way.
+        device: the device the model will run on, consulted by the ``"auto"`` choices only; the model
+            is built on the CPU either way. ``None``: CUDA when available, else the CPU.
 
     Example:
         >>> model = create_model("transfer_vgg_snn", num_classes=101, T=10, width=0.25)
@@ -113,6 +149,7 @@ def create_model(
     )
     model = cls(num_classes=num_classes, T=T, width=width, neuron=spec, input_size=input_size)
     set_step_mode(model, mode)
+    set_memory_format(model, resolve_memory_format(memory_format, mode, device))
     return model
 
 

@@ -45,7 +45,10 @@ __all__ = [
     "StepModule",
     "fold_time",
     "is_time_major",
+    "MEMORY_FORMATS",
+    "set_memory_format",
     "set_neuron_backend",
+    "time_major_channels_last",
     "set_step_mode",
     "unfold_time",
 ]
@@ -58,13 +61,22 @@ class StepModule:
 
 
 def is_time_major(x: Tensor) -> bool:
-    """True when ``x [T, B, ...]`` is stored time-major (contiguous); otherwise it is treated as the
-    batch-major view of a ``[B, T, ...]`` tensor (see the module docstring)."""
-    return x.is_contiguous()
+    """False when ``x [T, B, ...]`` is the batch-major view of a ``[B, T, ...]`` tensor (its T and B
+    dimensions merge as ``[B·T]``), true otherwise (see the module docstring). Frames may be stored
+    either NCHW or channels-last; only how T and B are laid out matters here."""
+    T, B = x.shape[0], x.shape[1]
+    batch_major = x.stride(1) == T * x.stride(0) and x.stride(0) != B * x.stride(1)
+    return not batch_major
+
+
+def time_major_channels_last(x: Tensor) -> Tensor:
+    """``[T, B, C, H, W]`` stored as ``[T, B, H, W, C]``: time-major, channels-last frames."""
+    return x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
 
 
 def fold_time(x: Tensor) -> tuple[Tensor, bool]:
-    """``[T, B, ...]`` → ``([N, ...], time_major)`` with N = T·B, without a copy for either layout."""
+    """``[T, B, ...]`` → ``([N, ...], time_major)`` with N = T·B: a view for either layout (a copy
+    only for a tensor that is neither)."""
     if is_time_major(x):
         return x.flatten(0, 1), True
     return x.transpose(0, 1).flatten(0, 1), False
@@ -150,11 +162,16 @@ class BatchNorm2d(StepModule, nn.BatchNorm2d):
         stats_dtype = self.running_mean.dtype if self.running_mean is not None else torch.float32
         step_mean = x.new_zeros((T, C), dtype=stats_dtype) if update else None
         step_var = x.new_ones((T, C), dtype=stats_dtype) if update else None
-        if is_time_major(x):
-            out = torch.stack(
+        if is_time_major(x) or not x.transpose(0, 1).is_contiguous():
+            # one call per step on the frames as they are stored (channels-last included). The steps
+            # are split off the folded batch and joined back along it: the frames' memory format
+            # survives, and the backward is one concatenation (indexing x[t] would make autograd
+            # zero-fill a full-size gradient for every step)
+            steps = x.flatten(0, 1).split(B)
+            out = torch.cat(
                 [
                     F.batch_norm(
-                        x[t],
+                        steps[t],
                         None if step_mean is None else step_mean[t],
                         None if step_var is None else step_var[t],
                         self.weight,
@@ -165,7 +182,7 @@ class BatchNorm2d(StepModule, nn.BatchNorm2d):
                     )
                     for t in range(T)
                 ]
-            )
+            ).unflatten(0, (T, B))
         else:
             per_channel = x.transpose(0, 1).reshape(B, T * C, H, W)  # a view of batch-major storage
             weight = self.weight.repeat(T) if self.weight is not None else None
@@ -218,6 +235,20 @@ def set_step_mode(module: nn.Module, mode: str) -> nn.Module:
         if isinstance(sub, StepModule | BaseNeuron):
             sub.step_mode = mode
     return module
+
+
+MEMORY_FORMATS = ("contiguous", "channels_last")
+
+
+def set_memory_format(model: nn.Module, memory_format: str) -> nn.Module:
+    """Run ``model``'s multi-step frames ``"contiguous"`` (NCHW, batch-major) or ``"channels_last"``
+    (NHWC, time-major) and store its conv weights to match; returns it."""
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {MEMORY_FORMATS}, got {memory_format!r}")
+    channels_last = memory_format == "channels_last"
+    model.channels_last = channels_last
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return model
 
 
 def set_neuron_backend(module: nn.Module, backend: str) -> nn.Module:
