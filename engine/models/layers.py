@@ -101,7 +101,28 @@ class _FoldTime(StepModule):
 
 
 class Conv2d(_FoldTime, nn.Conv2d):
-    """``nn.Conv2d`` that folds time into the batch in multi-step mode."""
+    """``nn.Conv2d`` that folds time into the batch in multi-step mode.
+
+    A strided 1×1 convolution of a channels-last input on the CPU subsamples first and convolves with
+    stride 1 (the same numbers): oneDNN's NHWC 1×1 backward-weights kernel for strides > 1 writes past
+    its workspace when the input has fewer channels than its block (oneDNN issue 6035: a segfault
+    here for ResNet18's first downsample at width 0.125, wrong weight gradients on other CPUs).
+    """
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if (
+            input.device.type == "cpu"
+            and self.kernel_size == (1, 1)
+            and self.stride != (1, 1)
+            and self.padding == (0, 0)
+            and self.padding_mode == "zeros"
+            and input.dim() == 4
+            and input.is_contiguous(memory_format=torch.channels_last)
+            and not input.is_contiguous()
+        ):
+            subsampled = input[:, :, :: self.stride[0], :: self.stride[1]]
+            return F.conv2d(subsampled, weight, bias, 1, 0, 1, self.groups)
+        return super()._conv_forward(input, weight, bias)
 
 
 class Linear(_FoldTime, nn.Linear):

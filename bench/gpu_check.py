@@ -1,0 +1,481 @@
+"""One-shot GPU check of the engine: correctness of every fast path on CUDA, then training-step speed
+and memory of the step modes, neuron backends, frame layouts and precisions at the paper's sizes.
+
+Needs only torch, numpy and pyyaml (no tonic, Ray, MLflow): it imports ``engine.models``,
+``engine.losses``, ``engine.neurons``, ``engine.sliding``, ``engine.static_channel`` and
+``engine.config`` and checks that tonic was not pulled in. Run from the repository root:
+
+    python bench/gpu_check.py --json gpu_check.json            # CUDA, the full check (< 5 min on an H200)
+    python bench/gpu_check.py --device cpu --quick --json /tmp/gpu_check.json   # smoke test of the script
+
+(a) Checks, on the device:
+    * fused vs autograd neurons (LIF, IF, PLIF × every surrogate, float64): spikes and potentials
+      bit-identical, gradients (through spikes and through the recorded membrane) to 1e-12;
+    * whole models (VGG, ResNet18, SCNN, float64): the multi-step path — fused neurons, NCHW
+      batch-major and NHWC time-major frames — against the step-by-step autograd reference: outputs,
+      every gradient, BatchNorm running statistics;
+    * a bf16-autocast training step is finite;
+    * a training step (forward both streams, CKA + TET loss, backward, AdamW) makes no host
+      synchronisation: ``torch.cuda.set_sync_debug_mode("error")`` around it.
+(b) Transfer VGG-SNN, width 1.0, T = 10, B = 120, 48×48 (the published N-Caltech101 run; the paper
+    reports ~0.83 s/iteration and ~38 GB on an A100 40GB), and (c) Transfer ResNet18, T = 6, B = 120:
+    one full training step per variant — step mode s (the reference) vs m; autograd vs fused neurons;
+    NCHW vs channels-last frames; fp32 vs bf16 — warmed up, then timed over several steps with CUDA
+    events (no sync inside), with ``torch.cuda.max_memory_allocated`` during the step (and the same
+    minus what the model and optimiser hold before it: activations and gradients).
+
+Prints a compact table with ratios against the reference step (s, fp32) and writes everything as JSON
+to ``--json`` (rewritten after every section, so an interrupted run still leaves its results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, engine not installed
+
+import torch  # noqa: E402
+
+from engine.config import RunConfig  # noqa: E402
+from engine.losses import LossSettings, compute_loss  # noqa: E402
+from engine.models import create_model  # noqa: E402
+from engine.neurons import create_neuron  # noqa: E402
+from engine.sliding import replace_static  # noqa: E402
+from engine.static_channel import static_stream  # noqa: E402
+from engine.surrogates import SURROGATES  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Workload:
+    label: str
+    model: str
+    width: float
+    T: int
+    batch: int
+    size: int
+    classes: int
+
+
+@dataclass(frozen=True)
+class Variant:
+    step_mode: str
+    backend: str
+    memory_format: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        fmt = "cl" if self.memory_format == "channels_last" else "nchw"
+        return f"{self.step_mode}/{self.backend}/{fmt}/{self.precision}"
+
+
+@dataclass
+class Report:
+    env: dict[str, Any] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of this script, CPU ok)")
+    p.add_argument("--iters", type=int, default=None, help="timed steps per variant (default 6, quick 2)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps per variant (default 3, quick 1)")
+    p.add_argument("--skip-checks", action="store_true")
+    p.add_argument("--skip-timing", action="store_true")
+    p.add_argument(
+        "--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark (trainer: off)"
+    )
+    return p.parse_args()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# the training step
+
+
+class TrainStep:
+    """What the trainer does per iteration: sliding replacement, both passes, objective, AdamW."""
+
+    def __init__(self, model: torch.nn.Module, precision: str, device: torch.device) -> None:
+        self.model = model
+        self.precision = precision
+        self.device = device
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+        self.settings = LossSettings.from_config(RunConfig())  # the paper's full method
+        self.generator = torch.Generator(device=device).manual_seed(0)
+
+    def __call__(self, images: torch.Tensor, frames: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        T = frames.shape[1]
+        static, _ = replace_static(static_stream(images, T), frames, 0.5, self.generator)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.model(static, frames)
+        terms = compute_loss(out, labels, self.model.alpha(), settings=self.settings, add_domain=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        self.optimizer.step()
+        return terms.total.detach()
+
+
+def make_batch(w: Workload, device: torch.device, seed: int, dtype=torch.float32):
+    g = torch.Generator(device=device).manual_seed(seed)
+    images = torch.rand(w.batch, w.size, w.size, device=device, generator=g, dtype=dtype)
+    rates = torch.full((w.batch, w.T, 2, w.size, w.size), 0.5, device=device, dtype=dtype)
+    frames = torch.poisson(rates, generator=g)
+    labels = torch.randint(0, w.classes, (w.batch,), device=device, generator=g)
+    return images, frames, labels
+
+
+# --------------------------------------------------------------------------------------------------
+# (a) checks
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.detach().double() - b.detach().double()).abs().max()) if a.numel() else 0.0
+
+
+def check_imports() -> dict[str, Any]:
+    loaded = sorted(m for m in ("tonic", "ray", "mlflow", "optuna") if m in sys.modules)
+    return {
+        "name": "imports without tonic/ray/mlflow/optuna",
+        "ok": not loaded,
+        "detail": f"loaded: {loaded}",
+    }
+
+
+def check_neurons(device: torch.device) -> dict[str, Any]:
+    worst_fwd = worst_grad = 0.0
+    cases = 0
+    for name in ("lif", "if", "plif"):
+        for surrogate in SURROGATES.names():
+            g = torch.Generator(device=device).manual_seed(cases)
+            x = torch.rand(6, 8, 3, 16, 16, device=device, dtype=torch.float64, generator=g) * 1.6 - 0.3
+            x = x.transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()  # batch-major, as models feed
+            nodes = [
+                create_neuron(name, surrogate=surrogate, step_mode="m", record_mem=True, backend=b)
+                .double()
+                .to(device)
+                for b in ("autograd", "fused")
+            ]
+            weights = torch.randn(2, *x.shape, device=device, dtype=torch.float64, generator=g)
+            outs, grads = [], []
+            for node in nodes:
+                spikes = node(x)
+                loss = (spikes * weights[0]).sum() + (node.mem_seq * weights[1]).sum()
+                grads.append(torch.autograd.grad(loss, [x, *node.parameters()]))
+                outs.append((spikes, node.mem_seq))
+            worst_fwd = max(worst_fwd, *(max_diff(a, b) for a, b in zip(*outs, strict=True)))
+            worst_grad = max(worst_grad, *(max_diff(a, b) for a, b in zip(*grads, strict=True)))
+            cases += 1
+    return {
+        "name": f"fused == autograd neurons, float64 ({cases} neuron x surrogate cases)",
+        "ok": worst_fwd == 0.0 and worst_grad < 1e-12,
+        "detail": f"max |forward diff| {worst_fwd:.1e}, max |grad diff| {worst_grad:.1e}",
+    }
+
+
+def check_models(device: torch.device, quick: bool) -> list[dict[str, Any]]:
+    results = []
+    kw = dict(num_classes=5, T=3, width=0.125)
+    for name in ("transfer_vgg_snn", "transfer_resnet18", "transfer_scnn"):
+        for memory_format in ("contiguous", "channels_last"):
+            torch.manual_seed(1)
+            reference = create_model(name, step_mode="s", neuron_backend="autograd", **kw).double()
+            if "scnn" in name:  # a silent SCNN would compare nothing: larger weights make it spike
+                with torch.no_grad():
+                    for p in reference.parameters():
+                        p.mul_(3.0)
+            fast = create_model(name, step_mode="m", memory_format=memory_format, **kw).double()
+            fast.load_state_dict(reference.state_dict())
+            reference.to(device)
+            fast.to(device)
+            size = reference.input_size
+            g = torch.Generator(device=device).manual_seed(1)
+            static = torch.rand(4, size, size, device=device, dtype=torch.float64, generator=g)
+            static = static_stream(static, 3)
+            event = torch.poisson(
+                torch.full((4, 3, 2, size, size), 0.5, device=device, dtype=torch.float64), g
+            )
+            labels = torch.arange(4, device=device) % 5
+            outs = []
+            for model in (reference, fast):
+                out = model(static, event)
+                compute_loss(out, labels, model.alpha()).total.backward()
+                outs.append([out.feat_static, out.feat_event, out.logits_static, out.logits_event])
+            rel = lambda a, b: max_diff(a, b) / max(float(b.double().abs().max()), 1e-30)  # noqa: E731
+            out_err = max(rel(a, b) for a, b in zip(outs[1], outs[0], strict=True))
+            grad_err = max(
+                rel(a.grad, b.grad) for a, b in zip(fast.parameters(), reference.parameters(), strict=True)
+            )
+            ref_state = reference.state_dict()
+            state_err = max(
+                rel(v.double(), ref_state[k].double())
+                for k, v in fast.state_dict().items()
+                if v.is_floating_point()
+            )
+            counts_equal = all(
+                torch.equal(v, ref_state[k])
+                for k, v in fast.state_dict().items()
+                if k.endswith("num_batches_tracked")
+            )
+            results.append(
+                {
+                    "name": f"{name} m/fused/{memory_format} == s/autograd, float64",
+                    "ok": out_err < 1e-9 and grad_err < 1e-8 and state_err < 1e-10 and counts_equal,
+                    "detail": f"rel err: outputs {out_err:.1e}, grads {grad_err:.1e}, BN {state_err:.1e}",
+                }
+            )
+    return results
+
+
+def check_bf16_and_sync(device: torch.device, quick: bool) -> list[dict[str, Any]]:
+    results = []
+    w = Workload("check", "transfer_vgg_snn", 0.25, 4, 8, 48, 10)
+    batch = make_batch(w, device, seed=3)
+    for memory_format in ("contiguous", "channels_last"):
+        for precision in ("fp32", "bf16"):
+            torch.manual_seed(0)
+            model = create_model(
+                w.model, num_classes=w.classes, T=w.T, width=w.width, memory_format=memory_format
+            )
+            step = TrainStep(model.to(device), precision, device)
+            for _ in range(2):
+                loss = step(*batch)
+            finite = bool(torch.isfinite(loss)) and all(
+                bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None
+            )
+            label = f"m/fused/{memory_format}/{precision}"
+            results.append(
+                {"name": f"training step finite ({label})", "ok": finite, "detail": f"loss {float(loss):.4f}"}
+            )
+            if device.type != "cuda":
+                continue
+            sync(device)
+            ok, detail = True, "no synchronisation"
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                step(*batch)
+            except RuntimeError as exc:
+                ok, detail = False, str(exc).splitlines()[0][:300]
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+            sync(device)
+            results.append({"name": f"no host sync in a training step ({label})", "ok": ok, "detail": detail})
+    return results
+
+
+# --------------------------------------------------------------------------------------------------
+# (b), (c) timing
+
+
+def time_variant(w: Workload, v: Variant, device: torch.device, state: dict, iters: int, warmup: int):
+    torch.manual_seed(0)
+    model = create_model(
+        w.model,
+        num_classes=w.classes,
+        T=w.T,
+        width=w.width,
+        input_size=w.size,
+        step_mode=v.step_mode,
+        neuron_backend=v.backend,
+        memory_format=v.memory_format,
+    )
+    model.load_state_dict(state)
+    model.to(device)
+    step = TrainStep(model, v.precision, device)
+    batches = [make_batch(w, device, seed=s) for s in range(2)]
+    for i in range(warmup):
+        step(*batches[i % 2])
+    sync(device)
+    held = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for i in range(iters):
+            step(*batches[i % 2])
+        end.record()
+        sync(device)
+        seconds = start.elapsed_time(end) / 1e3 / iters
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        t0 = time.perf_counter()
+        for i in range(iters):
+            step(*batches[i % 2])
+        seconds = (time.perf_counter() - t0) / iters
+        peak = 0
+    result = {
+        "workload": w.label,
+        "variant": v.label,
+        **asdict(v),
+        "ms_per_iter": seconds * 1e3,
+        "samples_per_s": w.batch / seconds,
+        "peak_mib": peak / 2**20,
+        "peak_above_model_mib": (peak - held) / 2**20,
+    }
+    del step, model, batches
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def timing_section(w: Workload, device: torch.device, iters: int, warmup: int, report: Report, save) -> None:
+    torch.manual_seed(0)
+    state = create_model(w.model, num_classes=w.classes, T=w.T, width=w.width, input_size=w.size).state_dict()
+    variants = [
+        Variant(mode, backend, fmt, precision)
+        for precision in ("fp32", "bf16")
+        for mode, backend, fmt in (
+            ("s", "autograd", "contiguous"),
+            ("m", "autograd", "contiguous"),
+            ("m", "fused", "contiguous"),
+            ("m", "fused", "channels_last"),
+        )
+    ]
+    log(f"\n{w.label}: {w.model} width {w.width} T {w.T} B {w.batch} {w.size}x{w.size}, {iters} timed steps")
+    for v in variants:
+        try:
+            r = time_variant(w, v, device, state, iters, warmup)
+        except Exception as exc:  # keep going: one failing variant must not cost the others
+            report.errors.append(f"{w.label} {v.label}: {exc!r}")
+            log(f"  {v.label:28s} FAILED: {exc!r}")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        report.timings.append(r)
+        log(f"  {v.label:28s} {r['ms_per_iter']:9.1f} ms/iter  peak {r['peak_mib']:9.0f} MiB")
+        save()
+
+
+def summarise(report: Report) -> list[str]:
+    lines = []
+    by = {(r["workload"], r["variant"]): r for r in report.timings}
+    for workload in dict.fromkeys(r["workload"] for r in report.timings):
+        base = by.get((workload, "s/autograd/nchw/fp32"))
+        lines.append(f"\n{workload}")
+        lines.append(f"  {'variant':28s}{'ms/iter':>10}{'x vs s/fp32':>13}{'peak MiB':>11}{'act. MiB':>10}")
+        for (wl, label), r in by.items():
+            if wl != workload:
+                continue
+            speed = base["ms_per_iter"] / r["ms_per_iter"] if base else math.nan
+            lines.append(
+                f"  {label:28s}{r['ms_per_iter']:10.1f}{speed:13.2f}{r['peak_mib']:11.0f}"
+                f"{r['peak_above_model_mib']:10.0f}"
+            )
+        for precision in ("fp32", "bf16"):
+
+            def get(v: str, workload: str = workload, precision: str = precision) -> dict | None:
+                return by.get((workload, f"{v}/{precision}"))
+
+            pairs = {
+                "m vs s (fused nchw)": (get("s/autograd/nchw"), get("m/fused/nchw")),
+                "fused vs autograd (m nchw)": (get("m/autograd/nchw"), get("m/fused/nchw")),
+                "channels_last vs nchw (m fused)": (get("m/fused/nchw"), get("m/fused/cl")),
+            }
+            for what, (a, b) in pairs.items():
+                if a and b:
+                    lines.append(
+                        f"  {precision} {what}: speed x{a['ms_per_iter'] / b['ms_per_iter']:.2f}, "
+                        f"peak memory x{b['peak_mib'] / max(a['peak_mib'], 1e-9):.2f}"
+                    )
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    args = parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        log("no CUDA device: run with --device cpu --quick to smoke-test the script")
+        return 2
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    iters = args.iters or (2 if args.quick else 6)
+    warmup = args.warmup or (1 if args.quick else 3)
+    report = Report()
+    report.env = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "quick": args.quick,
+        "cudnn_benchmark": args.cudnn_benchmark,
+        "iters": iters,
+        "warmup": warmup,
+    }
+    log(json.dumps(report.env))
+
+    def save() -> None:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(asdict(report), indent=1))
+
+    wall = time.perf_counter()
+    if not args.skip_checks:
+        checks: list[Callable[[], Any]] = [
+            check_imports,
+            lambda: check_neurons(device),
+            lambda: check_models(device, args.quick),
+            lambda: check_bf16_and_sync(device, args.quick),
+        ]
+        log("\nchecks")
+        for check in checks:
+            try:
+                found = check()
+            except Exception as exc:
+                report.errors.append(traceback.format_exc(limit=3))
+                found = {"name": getattr(check, "__name__", "check"), "ok": False, "detail": repr(exc)}
+            for item in found if isinstance(found, list) else [found]:
+                report.checks.append(item)
+                log(f"  [{'ok' if item['ok'] else 'FAIL'}] {item['name']}: {item['detail']}")
+            save()
+    if not args.skip_timing:
+        if args.quick:
+            workloads = [
+                Workload("vgg (quick)", "transfer_vgg_snn", 0.125, 3, 4, 48, 101),
+                Workload("resnet18 (quick)", "transfer_resnet18", 0.125, 3, 4, 48, 50),
+            ]
+        else:
+            workloads = [
+                Workload("vgg N-Caltech101", "transfer_vgg_snn", 1.0, 10, 120, 48, 101),
+                Workload("resnet18 CEP-DVS", "transfer_resnet18", 1.0, 6, 120, 48, 50),
+            ]
+        for w in workloads:
+            timing_section(w, device, iters, warmup, report, save)
+    lines = summarise(report)
+    failed = [c["name"] for c in report.checks if not c["ok"]]
+    lines.append(
+        f"\nchecks: {len(report.checks) - len(failed)} ok, {len(failed)} failed {failed if failed else ''}"
+    )
+    lines.append(f"errors: {len(report.errors)}; wall time {time.perf_counter() - wall:.0f} s")
+    for line in lines:
+        log(line)
+    report.env["summary"] = lines
+    save()
+    return 1 if failed or report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
