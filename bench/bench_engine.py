@@ -1,14 +1,24 @@
-"""Engine step time: the fast multi-step path against the reference step-by-step path.
+"""Engine step time and activation memory: every execution variant against the step-by-step reference.
 
 One training step = static pass + event pass + the full objective (TET, regularization, CKA domain
-loss) + backward. Both paths start from the same weights and see the same batches; each is warmed up
-first, then the two are timed alternately, step by step, over ``--iters`` steps in the same process
-(so that load from other processes hits both alike). Prints the median step times and the speed-up
-(reference / fast), plus peak memory on CUDA.
+loss) + backward + AdamW. Variants (same weights, same batches, each warmed up first):
 
-    python bench/bench_engine.py                               # small CPU run (width 0.25, B 8)
-    python bench/bench_engine.py --model transfer_scnn --T 12 --batch 16 --classes 1623
-    python bench/bench_engine.py --device cuda --width 1 --batch 120 --T 10   # the paper's N-Caltech101 step
+* ``s/autograd/nchw`` — the reference: the original step-by-step order, plain-torch neurons;
+* ``m/autograd/nchw`` — layer by layer, plain-torch neurons (the multi-step loop through autograd);
+* ``m/fused/nchw``    — layer by layer, fused neurons (hand-written BPTT), batch-major NCHW frames;
+* ``m/fused/cl``      — layer by layer, fused neurons, time-major channels-last frames.
+
+The variants are timed alternately, step by step, in the same process (load from other processes
+hits all alike); the median step time and the speed-up over the reference are printed. Activation
+memory is the bytes autograd keeps for the backward pass during one step (counted with
+``torch.autograd.graph.saved_tensors_hooks``, each storage once, parameters excluded — works on any
+device), and on CUDA also ``torch.cuda.max_memory_allocated`` of the step.
+
+    python bench/bench_engine.py                          # small CPU run (width 0.25, B 8)
+    python bench/bench_engine.py --memory-only --width 1 --batch 16 --T 10    # activation memory
+    python bench/bench_engine.py --model transfer_resnet18 --T 6
+    python bench/bench_engine.py --device cuda --width 1 --batch 120 --T 10 --bf16
+    python bench/gpu_check.py                             # the full GPU table (both models)
 """
 
 from __future__ import annotations
@@ -16,11 +26,20 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 
 from engine.losses import LossSettings, compute_loss
 from engine.models import create_model
+
+VARIANTS = {
+    "s/autograd/nchw": ("s", "autograd", "contiguous"),
+    "m/autograd/nchw": ("m", "autograd", "contiguous"),
+    "m/fused/nchw": ("m", "fused", "contiguous"),
+    "m/fused/cl": ("m", "fused", "channels_last"),
+}
+REFERENCE = "s/autograd/nchw"
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,7 +53,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (CUDA)")
+    p.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
+    p.add_argument("--memory-only", action="store_true", help="only the activation memory of one step")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     return p.parse_args()
 
 
@@ -43,21 +64,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass
 class Trainer:
     """One model, its optimiser and its training step (forward both streams, objective, backward, step)."""
 
-    def __init__(self, model, settings, bf16: bool) -> None:
-        self.model, self.settings, self.bf16 = model, settings, bf16
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model: torch.nn.Module
+    settings: LossSettings
+    bf16: bool
+
+    def __post_init__(self) -> None:
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+
+    def forward_loss(self, xs, xe, y) -> torch.Tensor:
+        with torch.autocast(xe.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(xs, xe) if self.model.is_transfer else self.model(xe)
+        alpha = self.model.alpha() if self.model.is_transfer else None
+        return compute_loss(out, y, alpha, settings=self.settings).total
 
     def step(self, xs, xe, y) -> None:
-        device_type = xe.device.type
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(xs, xe) if self.model.is_transfer else self.model(xe)
-            alpha = self.model.alpha() if self.model.is_transfer else None
-            terms = compute_loss(out, y, alpha, settings=self.settings)
+        loss = self.forward_loss(xs, xe, y)
         self.optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
+        loss.backward()
         self.optimizer.step()
 
 
@@ -69,7 +96,26 @@ def timed(trainer: Trainer, batch, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def peak_memory_mib(trainer: Trainer, batch, device: torch.device) -> float:
+def saved_activation_bytes(trainer: Trainer, batch) -> int:
+    """Bytes autograd saves for backward during one forward (each storage once, no parameters)."""
+    params = {p.untyped_storage().data_ptr() for p in trainer.model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = trainer.forward_loss(*batch)
+    total = sum(storages.values())
+    loss.backward()  # free the graph
+    trainer.optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def peak_cuda_mib(trainer: Trainer, batch, device: torch.device) -> float:
     if device.type != "cuda":
         return 0.0
     torch.cuda.empty_cache()
@@ -83,19 +129,17 @@ def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    fast = create_model(
-        args.model, num_classes=args.classes, T=args.T, width=args.width, input_size=args.input_size
-    ).to(device)
-    reference = create_model(
-        args.model,
-        num_classes=args.classes,
-        T=args.T,
-        width=args.width,
-        input_size=args.input_size,
-        step_mode="s",
-    ).to(device)
-    reference.load_state_dict(fast.state_dict())
-    S = fast.input_size
+    common = dict(num_classes=args.classes, T=args.T, width=args.width, input_size=args.input_size)
+    state = create_model(args.model, **common).state_dict()
+    trainers: dict[str, Trainer] = {}
+    for name in args.variants:
+        step_mode, backend, memory_format = VARIANTS[name]
+        model = create_model(
+            args.model, step_mode=step_mode, neuron_backend=backend, memory_format=memory_format, **common
+        )
+        model.load_state_dict(state)
+        trainers[name] = Trainer(model.to(device), LossSettings(), args.bf16)
+    S = next(iter(trainers.values())).model.input_size
     gen = torch.Generator(device=device).manual_seed(0)
     batches = [
         (
@@ -103,31 +147,46 @@ def main() -> None:
             torch.poisson(torch.full((args.batch, args.T, 2, S, S), 0.5, device=device), generator=gen),
             torch.randint(0, args.classes, (args.batch,), device=device, generator=gen),
         )
-        for _ in range(args.warmup + args.iters)
+        for _ in range(max(1, args.warmup + args.iters))
     ]
-    settings = LossSettings()
-    trainers = {
-        "reference": Trainer(reference, settings, args.bf16),
-        "fast": Trainer(fast, settings, args.bf16),
-    }
-    for batch in batches[: args.warmup]:
-        for trainer in trainers.values():
-            trainer.step(*batch)
-    # Alternate the two paths step by step so that load from other processes hits both alike.
-    times: dict[str, list[float]] = {name: [] for name in trainers}
-    for batch in batches[args.warmup :]:
-        for name, trainer in trainers.items():
-            times[name].append(timed(trainer, batch, device))
-    median = {name: statistics.median(values) for name, values in times.items()}
-    peak = {name: peak_memory_mib(trainer, batches[0], device) for name, trainer in trainers.items()}
-    print(
+    title = (
         f"{args.model} width={args.width} B={args.batch} T={args.T} {S}x{S} on {device}"
-        f"{' bf16' if args.bf16 else ''}: median of {args.iters} training steps after {args.warmup} warm-up"
+        f"{' bf16' if args.bf16 else ''} ({torch.get_num_threads()} threads)"
     )
-    for name, mode in (("reference", "s"), ("fast", "m")):
-        memory = f"  peak {peak[name]:8.0f} MiB" if peak[name] else ""
-        print(f"  {name:9s} (step_mode={mode!r}): {median[name] * 1e3:9.1f} ms/step{memory}")
-    print(f"  speed-up reference/fast: {median['reference'] / median['fast']:.2f}x")
+    saved = {name: saved_activation_bytes(trainer, batches[0]) for name, trainer in trainers.items()}
+    median: dict[str, float] = {}
+    if not args.memory_only:
+        for batch in batches[: args.warmup]:
+            for trainer in trainers.values():
+                trainer.step(*batch)
+        times: dict[str, list[float]] = {name: [] for name in trainers}
+        for batch in batches[args.warmup :]:
+            for name, trainer in trainers.items():
+                times[name].append(timed(trainer, batch, device))
+        median = {name: statistics.median(values) for name, values in times.items()}
+        title += f": median of {args.iters} training steps after {args.warmup} warm-up, interleaved"
+    peak = {name: peak_cuda_mib(trainer, batches[0], device) for name, trainer in trainers.items()}
+    print(title)
+    base = REFERENCE if REFERENCE in trainers else next(iter(trainers))
+    header = f"  {'variant':18s}{'ms/step':>10}{'speed-up':>10}{'saved act. MiB':>16}{'ratio':>7}"
+    print(header + (f"{'peak MiB':>10}" if device.type == "cuda" else ""))
+    for name in trainers:
+        row = f"  {name:18s}"
+        row += f"{median[name] * 1e3:10.1f}{median[base] / median[name]:9.2f}x" if median else f"{'':20s}"
+        row += f"{saved[name] / 2**20:16.1f}{saved[name] / saved[base]:7.2f}"
+        if device.type == "cuda":
+            row += f"{peak[name]:10.0f}"
+        print(row)
+    pairs = {
+        "m vs s (fused, nchw)": (REFERENCE, "m/fused/nchw"),
+        "fused vs autograd neurons (m, nchw)": ("m/autograd/nchw", "m/fused/nchw"),
+        "channels-last vs nchw (m, fused)": ("m/fused/nchw", "m/fused/cl"),
+        "fastest fast path vs reference": (REFERENCE, "m/fused/cl"),
+    }
+    for what, (a, b) in pairs.items():
+        if a in trainers and b in trainers:
+            speed = f"speed x{median[a] / median[b]:.2f}, " if median else ""
+            print(f"  {what}: {speed}saved activations x{saved[b] / saved[a]:.2f}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
 Variants (same model weights, same batches, same random streams; each warmed up first):
 
-* ``optimised``      — the trainer's step: layer-by-layer (multi-step) model, static images drawn on the
-                       device, metrics summed on the device, no host synchronisation;
+* ``optimised``      — the trainer's step: the model as ``model.step_mode: auto`` builds it on this
+                       device (layer by layer, fused neurons, channels-last frames), static images drawn
+                       on the device, metrics summed on the device, no host synchronisation;
 * ``+ .item()``      — the same step, plus what the original logs every iteration: ``.item()`` on each
                        loss part and the accuracy (a host sync each), and ``cuda.synchronize()`` on GPU;
+* ``autograd LIF``   — the optimised loop, layer by layer, with the plain-torch neurons and NCHW frames
+                       (the multi-step path before the fused neurons);
 * ``step-by-step``   — the optimised loop with the reference step-by-step model path (the original
-                       BrainCog order: the whole stack called T times per pass);
+                       BrainCog order: the whole stack called T times per pass; ``model.step_mode: s``);
 * ``original-style`` — all of the original's per-iteration habits together: step-by-step model, the
                        static batch gathered on the CPU with a Python loop over the samples and copied to
                        the device, and the per-iteration ``.item()`` logging.
@@ -33,7 +36,7 @@ import torch
 from engine.config import RunConfig
 from engine.data import build_data
 from engine.losses import compute_loss
-from engine.models import set_step_mode
+from engine.models import set_memory_format, set_neuron_backend
 from engine.sliding import replace_static
 from engine.static_channel import static_stream
 from engine.training.loading import build_model
@@ -71,7 +74,7 @@ def main() -> None:
     device = resolve_device(config.device)
     bundle = build_data(config)
     seed_everything(config.seed)
-    model = build_model(config, bundle.num_classes).to(device)
+    model = build_model(config, bundle.num_classes, device).to(device)
     initial_model = {k: v.clone() for k, v in model.state_dict().items()}
     batches = []
     for frames, labels in bundle.train_loader:
@@ -85,11 +88,17 @@ def main() -> None:
     ]
 
     def fresh_loop(step_mode: str) -> TrainLoop:
-        """A loop over its own copy of the model, from the same initial weights."""
+        """A loop over its own copy of the model, from the same initial weights.
+
+        ``step_mode``: ``auto`` or ``s`` (the config knob), or ``m-autograd`` (layer by layer with the
+        plain-torch neurons and NCHW frames).
+        """
         seed_everything(config.seed)
-        own = build_model(config, bundle.num_classes).to(device)
-        own.load_state_dict(initial_model)
-        set_step_mode(own, step_mode)
+        mode = "m" if step_mode == "m-autograd" else step_mode
+        own = build_model(config.with_overrides({"model.step_mode": mode}), bundle.num_classes, device)
+        if step_mode == "m-autograd":
+            set_neuron_backend(set_memory_format(own, "contiguous"), "autograd")
+        own.to(device).load_state_dict(initial_model)
         return TrainLoop(own, create_optimizer(own, config), bundle, config, device)
 
     def optimised(loop: TrainLoop, sums: torch.Tensor, i: int, gens) -> None:
@@ -126,12 +135,13 @@ def main() -> None:
         logged.append((logits.mean(0).argmax(-1) == labels).float().mean().item())
 
     variants: list[tuple[str, str, Callable]] = [
-        ("optimised", "m", optimised),
-        ("+ .item()", "m", with_item),
+        ("optimised", "auto", optimised),
+        ("+ .item()", "auto", with_item),
+        ("autograd LIF", "m-autograd", optimised),
         ("step-by-step", "s", optimised),
         ("original-style", "s", original_style),
     ]
-    flops = _flops_per_iteration(fresh_loop("m"), batches[0], epoch_generators(config.seed, 0, device))
+    flops = _flops_per_iteration(fresh_loop("auto"), batches[0], epoch_generators(config.seed, 0, device))
     del model
     print(
         f"{config.model.name} width {config.model.width} T {config.T} B {config.batch_size} "
