@@ -97,6 +97,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--skip-checks", action="store_true")
     p.add_argument("--skip-timing", action="store_true")
     p.add_argument(
+        "--profile", action="store_true", help="also profile one VGG step per precision (where the time goes)"
+    )
+    p.add_argument(
         "--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark (trainer: off)"
     )
     return p.parse_args()
@@ -368,10 +371,68 @@ def timing_section(w: Workload, device: torch.device, iters: int, warmup: int, r
         save()
 
 
+PROFILE_GROUPS = {
+    "convolution forward": ("aten::cudnn_convolution", "aten::mkldnn_convolution"),
+    "convolution backward": ("aten::convolution_backward",),
+    "batch norm forward": ("aten::cudnn_batch_norm", "aten::native_batch_norm"),
+    "batch norm backward": ("aten::cudnn_batch_norm_backward", "aten::native_batch_norm_backward"),
+    "neurons forward": ("_MultiStepNeuron",),
+    "neurons backward": ("_MultiStepNeuronBackward",),
+    "pooling": ("aten::avg_pool2d", "aten::avg_pool2d_backward"),
+    "optimizer": ("Optimizer.step#AdamW.step",),
+}
+
+
+def profile_section(w: Workload, device: torch.device, report: Report) -> None:
+    """One profiled training step of the ``auto`` variant per precision: device time per kind of work."""
+    from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = create_model(w.model, num_classes=w.classes, T=w.T, width=w.width, input_size=w.size)
+        step = TrainStep(model.to(device), precision, device)
+        batch = make_batch(w, device, seed=0)
+        for _ in range(2):
+            step(*batch)
+        sync(device)
+        with profile(activities=activities) as prof:
+            step(*batch)
+            sync(device)
+        events = prof.key_averages()
+        timed_attr = "device_time_total" if device.type == "cuda" else "cpu_time_total"
+        self_attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        total = sum(getattr(e, self_attr) for e in events)
+        groups = {
+            group: sum(getattr(e, timed_attr) for e in events if e.key in names)
+            for group, names in PROFILE_GROUPS.items()
+        }
+        groups["other"] = total - sum(groups.values())
+        where = "device" if device.type == "cuda" else "CPU"
+        log(f"\nprofile {w.label} m/fused/auto/{precision}: {total / 1e3:.1f} ms of {where} time")
+        for group, micros in groups.items():
+            log(f"  {group:24s}{micros / 1e3:9.1f} ms {100 * micros / max(total, 1e-9):5.1f} %")
+        top = sorted(events, key=lambda e: getattr(e, self_attr), reverse=True)[:15]
+        for e in top:
+            log(f"    {getattr(e, self_attr) / 1e3:8.1f} ms  {e.count:5d}x  {e.key[:90]}")
+        report.timings.append(
+            {
+                "workload": w.label,
+                "variant": f"profile/{precision}",
+                "total_ms": total / 1e3,
+                "groups_ms": {k: v / 1e3 for k, v in groups.items()},
+                "top": [(e.key, getattr(e, self_attr) / 1e3, e.count) for e in top],
+            }
+        )
+        del step, model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
 def summarise(report: Report) -> list[str]:
     lines = []
-    by = {(r["workload"], r["variant"]): r for r in report.timings}
-    for workload in dict.fromkeys(r["workload"] for r in report.timings):
+    by = {(r["workload"], r["variant"]): r for r in report.timings if "ms_per_iter" in r}
+    for workload in dict.fromkeys(w for w, _ in by):
         base = by.get((workload, "s/autograd/nchw/fp32"))
         lines.append(f"\n{workload}")
         lines.append(f"  {'variant':28s}{'ms/iter':>10}{'x vs s/fp32':>13}{'peak MiB':>11}{'act. MiB':>10}")
@@ -464,6 +525,18 @@ def main() -> int:
             ]
         for w in workloads:
             timing_section(w, device, iters, warmup, report, save)
+    if args.profile:
+        w = (
+            Workload("vgg (quick)", "transfer_vgg_snn", 0.125, 3, 4, 48, 101)
+            if args.quick
+            else Workload("vgg N-Caltech101", "transfer_vgg_snn", 1.0, 10, 120, 48, 101)
+        )
+        try:
+            profile_section(w, device, report)
+        except Exception as exc:
+            report.errors.append(f"profile: {exc!r}")
+            log(f"profile FAILED: {exc!r}")
+        save()
     lines = summarise(report)
     failed = [c["name"] for c in report.checks if not c["ok"]]
     lines.append(
