@@ -6,7 +6,9 @@ loss) + backward + AdamW. Variants (same weights, same batches, each warmed up f
 * ``s/autograd/nchw`` — the reference: the original step-by-step order, plain-torch neurons;
 * ``m/autograd/nchw`` — layer by layer, plain-torch neurons (the multi-step loop through autograd);
 * ``m/fused/nchw``    — layer by layer, fused neurons (hand-written BPTT), batch-major NCHW frames;
-* ``m/fused/cl``      — layer by layer, fused neurons, time-major channels-last frames.
+* ``m/fused/cl``      — layer by layer, fused neurons, time-major channels-last frames (``auto``);
+* ``m/fused/cl/rc``   — the same, recomputing BatchNorm outputs and membrane potentials in the
+                        backward pass (``create_model(..., recompute=True)``): less activation memory.
 
 The variants are timed alternately, step by step, in the same process (load from other processes
 hits all alike); the median step time and the speed-up over the reference are printed. Activation
@@ -34,10 +36,11 @@ from engine.losses import LossSettings, compute_loss
 from engine.models import create_model
 
 VARIANTS = {
-    "s/autograd/nchw": ("s", "autograd", "contiguous"),
-    "m/autograd/nchw": ("m", "autograd", "contiguous"),
-    "m/fused/nchw": ("m", "fused", "contiguous"),
-    "m/fused/cl": ("m", "fused", "channels_last"),
+    "s/autograd/nchw": ("s", "autograd", "contiguous", False),
+    "m/autograd/nchw": ("m", "autograd", "contiguous", False),
+    "m/fused/nchw": ("m", "fused", "contiguous", False),
+    "m/fused/cl": ("m", "fused", "channels_last", False),
+    "m/fused/cl/rc": ("m", "fused", "channels_last", True),
 }
 REFERENCE = "s/autograd/nchw"
 
@@ -133,9 +136,14 @@ def main() -> None:
     state = create_model(args.model, **common).state_dict()
     trainers: dict[str, Trainer] = {}
     for name in args.variants:
-        step_mode, backend, memory_format = VARIANTS[name]
+        step_mode, backend, memory_format, recompute = VARIANTS[name]
         model = create_model(
-            args.model, step_mode=step_mode, neuron_backend=backend, memory_format=memory_format, **common
+            args.model,
+            step_mode=step_mode,
+            neuron_backend=backend,
+            memory_format=memory_format,
+            recompute=recompute,
+            **common,
         )
         model.load_state_dict(state)
         trainers[name] = Trainer(model.to(device), LossSettings(), args.bf16)
@@ -182,6 +190,8 @@ def main() -> None:
         "fused vs autograd neurons (m, nchw)": ("m/autograd/nchw", "m/fused/nchw"),
         "channels-last vs nchw (m, fused)": ("m/fused/nchw", "m/fused/cl"),
         "fastest fast path vs reference": (REFERENCE, "m/fused/cl"),
+        "recompute vs keep (m, fused, channels-last)": ("m/fused/cl", "m/fused/cl/rc"),
+        "recompute vs reference": (REFERENCE, "m/fused/cl/rc"),
     }
     for what, (a, b) in pairs.items():
         if a in trainers and b in trainers:

@@ -12,15 +12,16 @@ Needs only torch, numpy and pyyaml (no tonic, Ray, MLflow): it imports ``engine.
     * fused vs autograd neurons (LIF, IF, PLIF × every surrogate, float64): spikes and potentials
       bit-identical, gradients (through spikes and through the recorded membrane) to 1e-12;
     * whole models (VGG, ResNet18, SCNN, float64): the multi-step path — fused neurons, NCHW
-      batch-major and NHWC time-major frames — against the step-by-step autograd reference: outputs,
-      every gradient, BatchNorm running statistics;
+      batch-major and NHWC time-major frames, the BN → neuron recomputation — against the step-by-step
+      autograd reference: outputs, every gradient, BatchNorm running statistics;
     * a bf16-autocast training step is finite;
     * a training step (forward both streams, CKA + TET loss, backward, AdamW) makes no host
       synchronisation: ``torch.cuda.set_sync_debug_mode("error")`` around it.
 (b) Transfer VGG-SNN, width 1.0, T = 10, B = 120, 48×48 (the published N-Caltech101 run; the paper
     reports ~0.83 s/iteration and ~38 GB on an A100 40GB), and (c) Transfer ResNet18, T = 6, B = 120:
     one full training step per variant — step mode s (the reference) vs m; autograd vs fused neurons;
-    NCHW vs channels-last frames; fp32 vs bf16 — warmed up, then timed over several steps with CUDA
+    NCHW vs channels-last frames; keeping vs recomputing (``rc``) the BN outputs and membrane
+    potentials; fp32 vs bf16 — warmed up, then timed over several steps with CUDA
     events (no sync inside), with ``torch.cuda.max_memory_allocated`` during the step (and the same
     minus what the model and optimiser hold before it: activations and gradients).
 
@@ -72,11 +73,12 @@ class Variant:
     backend: str
     memory_format: str
     precision: str
+    recompute: bool = False
 
     @property
     def label(self) -> str:
         fmt = "cl" if self.memory_format == "channels_last" else "nchw"
-        return f"{self.step_mode}/{self.backend}/{fmt}/{self.precision}"
+        return f"{self.step_mode}/{self.backend}/{fmt}{'/rc' if self.recompute else ''}/{self.precision}"
 
 
 @dataclass
@@ -202,14 +204,20 @@ def check_models(device: torch.device, quick: bool) -> list[dict[str, Any]]:
     results = []
     kw = dict(num_classes=5, T=3, width=0.125)
     for name in ("transfer_vgg_snn", "transfer_resnet18", "transfer_scnn"):
-        for memory_format in ("contiguous", "channels_last"):
+        for memory_format, recompute in (
+            ("contiguous", False),
+            ("channels_last", False),
+            ("channels_last", True),
+        ):
             torch.manual_seed(1)
             reference = create_model(name, step_mode="s", neuron_backend="autograd", **kw).double()
             if "scnn" in name:  # a silent SCNN would compare nothing: larger weights make it spike
                 with torch.no_grad():
                     for p in reference.parameters():
                         p.mul_(3.0)
-            fast = create_model(name, step_mode="m", memory_format=memory_format, **kw).double()
+            fast = create_model(
+                name, step_mode="m", memory_format=memory_format, recompute=recompute, **kw
+            ).double()
             fast.load_state_dict(reference.state_dict())
             reference.to(device)
             fast.to(device)
@@ -242,9 +250,10 @@ def check_models(device: torch.device, quick: bool) -> list[dict[str, Any]]:
                 for k, v in fast.state_dict().items()
                 if k.endswith("num_batches_tracked")
             )
+            layout = memory_format + ("/recompute" if recompute else "")
             results.append(
                 {
-                    "name": f"{name} m/fused/{memory_format} == s/autograd, float64",
+                    "name": f"{name} m/fused/{layout} == s/autograd, float64",
                     "ok": out_err < 1e-9 and grad_err < 1e-8 and state_err < 1e-10 and counts_equal,
                     "detail": f"rel err: outputs {out_err:.1e}, grads {grad_err:.1e}, BN {state_err:.1e}",
                 }
@@ -303,6 +312,7 @@ def time_variant(w: Workload, v: Variant, device: torch.device, state: dict, ite
         step_mode=v.step_mode,
         neuron_backend=v.backend,
         memory_format=v.memory_format,
+        recompute=v.recompute,
     )
     model.load_state_dict(state)
     model.to(device)
@@ -347,13 +357,14 @@ def timing_section(w: Workload, device: torch.device, iters: int, warmup: int, r
     torch.manual_seed(0)
     state = create_model(w.model, num_classes=w.classes, T=w.T, width=w.width, input_size=w.size).state_dict()
     variants = [
-        Variant(mode, backend, fmt, precision)
+        Variant(mode, backend, fmt, precision, recompute)
         for precision in ("fp32", "bf16")
-        for mode, backend, fmt in (
-            ("s", "autograd", "contiguous"),
-            ("m", "autograd", "contiguous"),
-            ("m", "fused", "contiguous"),
-            ("m", "fused", "channels_last"),
+        for mode, backend, fmt, recompute in (
+            ("s", "autograd", "contiguous", False),
+            ("m", "autograd", "contiguous", False),
+            ("m", "fused", "contiguous", False),
+            ("m", "fused", "channels_last", False),
+            ("m", "fused", "channels_last", True),
         )
     ]
     log(f"\n{w.label}: {w.model} width {w.width} T {w.T} B {w.batch} {w.size}x{w.size}, {iters} timed steps")
@@ -453,6 +464,7 @@ def summarise(report: Report) -> list[str]:
                 "m vs s (fused nchw)": (get("s/autograd/nchw"), get("m/fused/nchw")),
                 "fused vs autograd (m nchw)": (get("m/autograd/nchw"), get("m/fused/nchw")),
                 "channels_last vs nchw (m fused)": (get("m/fused/nchw"), get("m/fused/cl")),
+                "recompute vs keep (m fused cl)": (get("m/fused/cl"), get("m/fused/cl/rc")),
             }
             for what, (a, b) in pairs.items():
                 if a and b:

@@ -41,12 +41,20 @@ layout, ``engine.models.layers``) gives batch-major spikes and potentials withou
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["CHARGE_KINDS", "fused_multi_step"]
+__all__ = [
+    "CHARGE_KINDS",
+    "NeuronDynamics",
+    "backward_loop",
+    "forward_loop",
+    "fused_multi_step",
+    "initial_state",
+]
 
 CHARGE_KINDS = ("div", "add", "mul")
 """How ``h`` is formed from ``v`` and ``x``: LIF divides by τ, IF adds, PLIF multiplies by σ(w)."""
@@ -70,6 +78,110 @@ def _charge(kind: str, factor: float | Tensor | None, v: Tensor | None, x: Tenso
     return out if v is None else out.add_(v)
 
 
+@dataclass(frozen=True)
+class NeuronDynamics:
+    """Everything the loops need besides tensors: the charge, the threshold and the surrogate."""
+
+    kind: str
+    """``"div"`` (LIF), ``"add"`` (IF) or ``"mul"`` (PLIF); see :data:`CHARGE_KINDS`."""
+    tau: float
+    v_th: float
+    derivative: Derivative
+    alpha: float
+    record: bool
+    """Return every step's post-reset potential ``[T, ...]``, not only the last one."""
+
+
+def forward_loop(
+    x_seq: Tensor, v0: Tensor | None, k: Tensor | None, d: NeuronDynamics, keep_h: bool, keep_diff: bool
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """The T steps without a graph → ``(spikes, v, h_seq or None, diff_seq or None)``.
+
+    ``keep_h`` keeps every pre-spike potential (what the backward needs); ``keep_diff`` keeps PLIF's
+    ``x_t − v_{t−1}`` (for the gradient of ``k``).
+    """
+    factor: float | Tensor | None = d.tau if d.kind == "div" else k
+    spikes = torch.empty_like(x_seq)
+    h_seq = torch.empty_like(x_seq) if keep_h else None
+    v_seq = torch.empty_like(x_seq) if d.record else None
+    diff_seq = torch.empty_like(x_seq) if keep_diff else None
+    h_buffer = None if keep_h else torch.empty_like(x_seq[0])
+    v = v0
+    for t in range(x_seq.shape[0]):
+        x = x_seq[t]
+        h = h_seq[t] if h_seq is not None else h_buffer
+        if diff_seq is not None:  # PLIF with a trained w: keep x_t − v_{t−1} for ∂L/∂k
+            if v is None:
+                diff_seq[t].copy_(x)
+            else:
+                torch.sub(x, v, out=diff_seq[t])
+            torch.mul(diff_seq[t], factor, out=h)
+            if v is not None:
+                h.add_(v)
+        else:
+            _charge(d.kind, factor, v, x, h)
+        s_t = torch.gt(h, d.v_th, out=spikes[t])
+        # v = h − h·s: exactly the masked fill for finite h (h·s is h or 0), in one fast kernel
+        if v_seq is not None:
+            v = torch.addcmul(h, h, s_t, value=-1.0, out=v_seq[t])
+        else:
+            v = torch.addcmul(h, h, s_t, value=-1.0)
+    return spikes, (v_seq if v_seq is not None else v), h_seq, diff_seq
+
+
+def backward_loop(
+    h_seq: Tensor,
+    k: Tensor | None,
+    diff_seq: Tensor | None,
+    grad_spikes: Tensor | None,
+    grad_v: Tensor | None,
+    d: NeuronDynamics,
+    has_v0: bool,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Backward through time (module docstring) → ``(grad_x, grad_v0 or None, grad_k or None)``.
+
+    ``grad_v`` is the gradient of the ``v`` output (``[T, ...]`` when recording, else of the last
+    potential); ``None`` for an output that received no gradient.
+    """
+    kind, tau, v_th = d.kind, d.tau, d.v_th
+    grad_x = torch.empty_like(h_seq)
+    fired = torch.empty_like(h_seq[0])
+    grad_k: Tensor | None = None  # Σ_t Σ ∂L/∂h_t · (x_t − v_{t−1}), PLIF only
+    # gradient reaching v_t from later steps (and from the caller when only v_{T−1} is returned)
+    carry: Tensor | None = None if d.record else grad_v
+    for t in range(h_seq.shape[0] - 1, -1, -1):
+        h = h_seq[t]
+        grad_h = None
+        if grad_spikes is not None:
+            grad_h = d.derivative(h - v_th, d.alpha).mul_(grad_spikes[t])
+        g_v = grad_v[t] if d.record and grad_v is not None else None
+        if carry is not None:
+            g_v = carry if g_v is None else g_v + carry
+        if g_v is not None:
+            # the reset is detached: g_v · (1 − s_t), written g_v − g_v·s_t (exact, see forward)
+            through_reset = torch.addcmul(g_v, g_v, torch.gt(h, v_th, out=fired), value=-1.0)
+            grad_h = through_reset if grad_h is None else grad_h.add_(through_reset)
+        if grad_h is None:
+            grad_h = torch.zeros_like(h)
+        gx = grad_x[t]
+        if kind == "div":
+            torch.div(grad_h, tau, out=gx)
+        elif kind == "mul":
+            torch.mul(grad_h, k, out=gx)
+        else:
+            gx.copy_(grad_h)
+        if diff_seq is not None:
+            term = (grad_h * diff_seq[t]).sum()
+            grad_k = term if grad_k is None else grad_k + term
+        if t > 0 or has_v0:
+            carry = grad_h if kind == "add" else grad_h.sub_(gx)
+    grad_v0 = carry if has_v0 else None
+    if grad_k is not None:
+        assert k is not None
+        grad_k = grad_k.to(k.dtype).reshape(k.shape)
+    return grad_x, grad_v0, grad_k
+
+
 class _MultiStepNeuron(torch.autograd.Function):
     """Inputs: ``x_seq, v0 (tensor or None), k (PLIF's σ(w) or None)``; outputs: ``(spikes, v)``.
 
@@ -79,94 +191,34 @@ class _MultiStepNeuron(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx,
-        x_seq: Tensor,
-        v0: Tensor | None,
-        k: Tensor | None,
-        kind: str,
-        tau: float,
-        v_th: float,
-        derivative: Derivative,
-        alpha: float,
-        record: bool,
+        ctx, x_seq: Tensor, v0: Tensor | None, k: Tensor | None, dynamics: NeuronDynamics
     ) -> tuple[Tensor, Tensor]:
-        T = x_seq.shape[0]
-        factor: float | Tensor | None = tau if kind == "div" else k
         needs_grad = any(ctx.needs_input_grad[:3])
-        keep_diff = kind == "mul" and ctx.needs_input_grad[2]
-        spikes = torch.empty_like(x_seq)
-        h_seq = torch.empty_like(x_seq) if needs_grad else None
-        v_seq = torch.empty_like(x_seq) if record else None
-        diff_seq = torch.empty_like(x_seq) if keep_diff else None
-        h_buffer = None if needs_grad else torch.empty_like(x_seq[0])
-        v = v0
-        for t in range(T):
-            x = x_seq[t]
-            h = h_seq[t] if h_seq is not None else h_buffer
-            if diff_seq is not None:  # PLIF with a trained w: keep x_t − v_{t−1} for ∂L/∂k
-                if v is None:
-                    diff_seq[t].copy_(x)
-                else:
-                    torch.sub(x, v, out=diff_seq[t])
-                torch.mul(diff_seq[t], factor, out=h)
-                if v is not None:
-                    h.add_(v)
-            else:
-                _charge(kind, factor, v, x, h)
-            s_t = torch.gt(h, v_th, out=spikes[t])
-            # v = h − h·s: exactly the masked fill for finite h (h·s is h or 0), in one fast kernel
-            if v_seq is not None:
-                v = torch.addcmul(h, h, s_t, value=-1.0, out=v_seq[t])
-            else:
-                v = torch.addcmul(h, h, s_t, value=-1.0)
-        last = v_seq if v_seq is not None else v
-        ctx.kind, ctx.tau, ctx.v_th, ctx.derivative, ctx.alpha = kind, tau, v_th, derivative, alpha
-        ctx.record, ctx.has_v0 = record, v0 is not None
+        keep_diff = dynamics.kind == "mul" and ctx.needs_input_grad[2]
+        spikes, v, h_seq, diff_seq = forward_loop(x_seq, v0, k, dynamics, needs_grad, keep_diff)
+        ctx.dynamics, ctx.has_v0 = dynamics, v0 is not None
         ctx.set_materialize_grads(False)  # an unused output's gradient stays None: no zero tensors
         ctx.save_for_backward(h_seq, k, diff_seq)
-        return spikes, last
+        return spikes, v
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_spikes: Tensor, grad_v: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_spikes: Tensor | None, grad_v: Tensor | None):  # type: ignore[override]
         h_seq, k, diff_seq = ctx.saved_tensors
-        kind, tau, v_th = ctx.kind, ctx.tau, ctx.v_th
-        T = h_seq.shape[0]
-        grad_x = torch.empty_like(h_seq)
-        fired = torch.empty_like(h_seq[0])
-        grad_k: Tensor | None = None  # Σ_t Σ ∂L/∂h_t · (x_t − v_{t−1}), PLIF only
-        # gradient reaching v_t from later steps (and from the caller when only v_{T−1} is returned)
-        carry: Tensor | None = None if ctx.record else grad_v
-        for t in range(T - 1, -1, -1):
-            h = h_seq[t]
-            grad_h = None
-            if grad_spikes is not None:
-                grad_h = ctx.derivative(h - v_th, ctx.alpha).mul_(grad_spikes[t])
-            g_v = grad_v[t] if ctx.record and grad_v is not None else None
-            if carry is not None:
-                g_v = carry if g_v is None else g_v + carry
-            if g_v is not None:
-                # the reset is detached: g_v · (1 − s_t), written g_v − g_v·s_t (exact, see forward)
-                through_reset = torch.addcmul(g_v, g_v, torch.gt(h, v_th, out=fired), value=-1.0)
-                grad_h = through_reset if grad_h is None else grad_h.add_(through_reset)
-            if grad_h is None:
-                grad_h = torch.zeros_like(h)
-            gx = grad_x[t]
-            if kind == "div":
-                torch.div(grad_h, tau, out=gx)
-            elif kind == "mul":
-                torch.mul(grad_h, k, out=gx)
-            else:
-                gx.copy_(grad_h)
-            if diff_seq is not None:
-                term = (grad_h * diff_seq[t]).sum()
-                grad_k = term if grad_k is None else grad_k + term
-            if t > 0 or ctx.has_v0:
-                carry = grad_h if kind == "add" else grad_h.sub_(gx)
+        grad_x, grad_v0, grad_k = backward_loop(
+            h_seq, k, diff_seq, grad_spikes, grad_v, ctx.dynamics, ctx.has_v0
+        )
         needs = ctx.needs_input_grad
-        grad_v0 = carry if (ctx.has_v0 and needs[1]) else None
-        grad_k_out = grad_k.to(k.dtype).reshape(k.shape) if grad_k is not None else None
-        return (grad_x if needs[0] else None), grad_v0, grad_k_out, None, None, None, None, None, None
+        return (grad_x if needs[0] else None), (grad_v0 if needs[1] else None), grad_k, None
+
+
+def initial_state(x_seq: Tensor, v0: float | Tensor) -> Tensor | None:
+    """The state before the sequence as the loops take it: ``None`` for the fresh 0.0, else a tensor."""
+    if isinstance(v0, Tensor):
+        return v0
+    if v0 == 0.0:
+        return None
+    return torch.full_like(x_seq[0], float(v0))
 
 
 def fused_multi_step(
@@ -198,10 +250,5 @@ def fused_multi_step(
         raise ValueError(f"kind must be one of {CHARGE_KINDS}, got {kind!r}")
     if kind == "mul" and k is None:
         raise ValueError("kind='mul' (PLIF) needs k = sigmoid(w)")
-    if isinstance(v0, Tensor):
-        start: Tensor | None = v0
-    elif v0 == 0.0:
-        start = None
-    else:
-        start = torch.full_like(x_seq[0], float(v0))
-    return _MultiStepNeuron.apply(x_seq, start, k, kind, float(tau), float(v_th), derivative, alpha, record)
+    dynamics = NeuronDynamics(kind, float(tau), float(v_th), derivative, float(alpha), record)
+    return _MultiStepNeuron.apply(x_seq, initial_state(x_seq, v0), k, dynamics)

@@ -286,3 +286,64 @@ def test_config_step_mode_knob():
     assert reference.config_hash() == config.config_hash()
     with pytest.raises(ConfigError, match=r"model.step_mode = 'fast' must be auto, m .* or s"):
         config.with_overrides(["model.step_mode=fast"]).validate()
+
+
+# ------------------------------------------------------------------------------------------------
+# recomputing BatchNorm outputs and membrane potentials in the backward pass
+
+
+@pytest.mark.parametrize(
+    ("name", "neuron", "memory_format"),
+    [
+        ("transfer_vgg_snn", "lif", "channels_last"),
+        ("transfer_resnet18", "plif", "contiguous"),  # downsample blocks, a trained w
+    ],
+)
+def test_recompute_equals_reference(name, neuron, memory_format):
+    torch.manual_seed(1)
+    fast = create_model(name, neuron=neuron, memory_format=memory_format, recompute=True, **SMALL).double()
+    if neuron == "plif":
+        with torch.no_grad():
+            for module in fast.modules():
+                if isinstance(module, BaseNeuron):
+                    module.w.fill_(0.2)
+    reference = create_model(name, neuron=neuron, step_mode="s", neuron_backend="autograd", **SMALL).double()
+    reference.load_state_dict(fast.state_dict())
+    x_static, x_event, labels = model_inputs()
+    outputs = []
+    for model in (reference, fast):
+        out = model(x_static, x_event)
+        compute_loss(out, labels, model.alpha()).total.backward()
+        outputs.append([out.feat_static, out.feat_event, out.logits_static, out.logits_event])
+    for a, b in zip(outputs[1], outputs[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for (n, p_fast), p_ref in zip(fast.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-9, atol=1e-12, msg=n)
+    ref_state = reference.state_dict()  # running statistics updated once per step, not again in backward
+    for key, value in fast.state_dict().items():
+        torch.testing.assert_close(value, ref_state[key], rtol=1e-12, atol=1e-14, msg=key)
+
+
+def test_recompute_keeps_a_third_less():
+    torch.manual_seed(0)
+    x_static, x_event, labels = model_inputs()
+    x_static, x_event = x_static.float(), x_event.float()
+    saved = {}
+    for recompute in (False, True):
+        model = create_model("transfer_vgg_snn", recompute=recompute, **SMALL)
+        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        storages: dict[int, int] = {}
+
+        def pack(t, params=params, storages=storages):
+            if t.untyped_storage().data_ptr() not in params:
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = compute_loss(model(x_static, x_event), labels, model.alpha()).total
+        loss.backward()
+        saved[recompute] = sum(storages.values())
+    assert saved[True] < 0.75 * saved[False]
+    model.eval()  # evaluation and no-grad passes take the plain path
+    with torch.no_grad():
+        model.forward_event(x_event)

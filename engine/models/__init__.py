@@ -16,6 +16,7 @@ from engine.models.factory import (
     resolve_step_mode,
 )
 from engine.models.layers import set_memory_format, set_neuron_backend, set_step_mode
+from engine.models.recompute import set_recompute
 
 __all__ = [
     "AUTO_MEMORY_FORMAT",
@@ -32,5 +33,6 @@ __all__ = [
     "resolve_step_mode",
     "set_memory_format",
     "set_neuron_backend",
+    "set_recompute",
     "set_step_mode",
 ]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from engine.models.layers import MEMORY_FORMATS, set_memory_format, set_step_mode
+from engine.models.recompute import set_recompute
 from engine.neurons import BACKENDS, NEURONS, STEP_MODES
 from engine.registry import Registry
 from engine.surrogates import SURROGATES
@@ -109,6 +110,7 @@ def create_model(
     surrogate_alpha: float = 2.0,
     neuron_backend: str = "fused",
     memory_format: str = "auto",
+    recompute: bool = False,
     device: str | torch.device | None = None,
 ) -> SpikingModel:
     """Build the registered model ``name``.
@@ -133,6 +135,9 @@ def create_model(
         memory_format: how the multi-step path stores its frames: ``"contiguous"`` (NCHW,
             batch-major), ``"channels_last"`` (NHWC, time-major; conv weights too) or ``"auto"``
             (:func:`resolve_memory_format`). Same numbers either way.
+        recompute: keep a third less activation memory per conv → BN → neuron block by recomputing
+            the BN output and the membrane potentials in the backward pass
+            (``engine.models.recompute``; multi-step training with fused neurons only).
         device: the device the model will run on, consulted by the ``"auto"`` choices only; the model
             is built on the CPU either way. ``None``: CUDA when available, else the CPU.
 
@@ -156,6 +161,7 @@ def create_model(
     model = cls(num_classes=num_classes, T=T, width=width, neuron=spec, input_size=input_size)
     set_step_mode(model, mode)
     set_memory_format(model, resolve_memory_format(memory_format, mode, device))
+    set_recompute(model, recompute)
     return model
 
 

@@ -160,6 +160,9 @@ class BatchNorm2d(StepModule, nn.BatchNorm2d):
     into the batch.
     """
 
+    recompute: bool = False
+    """Let :func:`engine.models.recompute.norm_spike` recompute this layer's output in the backward pass."""
+
     def forward(self, x: Tensor) -> Tensor:
         if self.step_mode != "m":
             return super().forward(x)
@@ -172,18 +175,53 @@ class BatchNorm2d(StepModule, nn.BatchNorm2d):
         return self._per_step_batch_norm(x)
 
     def _per_step_batch_norm(self, x: Tensor) -> Tensor:
+        return self.per_step_forward(x)[0]
+
+    def _single_kernel(self, x: Tensor) -> bool:
+        """Whether the steps share one kernel call: batch-major NCHW storage (module docstring)."""
+        return not is_time_major(x) and x.transpose(0, 1).is_contiguous()
+
+    def per_step_forward(
+        self, x: Tensor, keep_stats: bool = False, update: bool = True
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]] | None]:
+        """Training-mode forward with per-step statistics → ``(out, stats)``.
+
+        ``keep_stats``: run ``torch.native_batch_norm`` and return its saved ``(mean, invstd)`` per
+        kernel call, for a hand-written backward (:meth:`per_step_backward`); otherwise
+        ``F.batch_norm`` (which may pick cuDNN) and ``stats = None``. ``update=False`` leaves the
+        running statistics alone (a recomputation).
+        """
         T, B, C, H, W = x.shape
         if B * H * W <= 1:
             raise ValueError(
                 f"Expected more than 1 value per channel when training, got input size {tuple(x.shape[1:])}"
             )
-        update = self.training and self.track_running_stats and self.running_mean is not None
+        update = update and self.training and self.track_running_stats and self.running_mean is not None
         # scratch running buffers: with momentum 1 the kernel leaves step t's batch mean and unbiased
         # variance in them, exactly what the reference's t-th call mixes into its running statistics
         stats_dtype = self.running_mean.dtype if self.running_mean is not None else torch.float32
         step_mean = x.new_zeros((T, C), dtype=stats_dtype) if update else None
         step_var = x.new_ones((T, C), dtype=stats_dtype) if update else None
-        if is_time_major(x) or not x.transpose(0, 1).is_contiguous():
+        stats: list[tuple[Tensor, Tensor]] | None = [] if keep_stats else None
+
+        def norm(inp: Tensor, mean: Tensor | None, var: Tensor | None, w: Tensor | None, b: Tensor | None):
+            if stats is None:
+                return F.batch_norm(inp, mean, var, w, b, True, 1.0, self.eps)
+            out, save_mean, save_invstd = torch.native_batch_norm(inp, w, b, mean, var, True, 1.0, self.eps)
+            stats.append((save_mean, save_invstd))
+            return out
+
+        if self._single_kernel(x):
+            per_channel = x.transpose(0, 1).reshape(B, T * C, H, W)  # a view of batch-major storage
+            out = norm(
+                per_channel,
+                None if step_mean is None else step_mean.view(T * C),
+                None if step_var is None else step_var.view(T * C),
+                self.weight.repeat(T) if self.weight is not None else None,
+                self.bias.repeat(T) if self.bias is not None else None,
+            )
+            out = out.view(B, T, C, H, W).transpose(0, 1)
+        else:
             # one call per step on the frames as they are stored (channels-last included). The steps
             # are split off the folded batch and joined back along it: the frames' memory format
             # survives, and the backward is one concatenation (indexing x[t] would make autograd
@@ -191,38 +229,46 @@ class BatchNorm2d(StepModule, nn.BatchNorm2d):
             steps = x.flatten(0, 1).split(B)
             out = torch.cat(
                 [
-                    F.batch_norm(
+                    norm(
                         steps[t],
                         None if step_mean is None else step_mean[t],
                         None if step_var is None else step_var[t],
                         self.weight,
                         self.bias,
-                        True,
-                        1.0,
-                        self.eps,
                     )
                     for t in range(T)
                 ]
             ).unflatten(0, (T, B))
-        else:
-            per_channel = x.transpose(0, 1).reshape(B, T * C, H, W)  # a view of batch-major storage
-            weight = self.weight.repeat(T) if self.weight is not None else None
-            bias = self.bias.repeat(T) if self.bias is not None else None
-            out = F.batch_norm(
-                per_channel,
-                None if step_mean is None else step_mean.view(T * C),
-                None if step_var is None else step_var.view(T * C),
-                weight,
-                bias,
-                True,
-                1.0,
-                self.eps,
-            )
-            out = out.view(B, T, C, H, W).transpose(0, 1)
         if update:
             assert step_mean is not None and step_var is not None
             self._update_running_stats(step_mean, step_var, T)
-        return out
+        return out, stats
+
+    def per_step_backward(
+        self, grad_out: Tensor, x: Tensor, stats: list[tuple[Tensor, Tensor]], needs_affine: bool
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """``(grad_x, grad_weight, grad_bias)`` of :meth:`per_step_forward` with ``keep_stats``."""
+        T, B, C, H, W = x.shape
+        affine = needs_affine and self.weight is not None
+        mask = [True, affine, affine]
+        backward = torch.ops.aten.native_batch_norm_backward
+        if self._single_kernel(x):
+            ((mean, invstd),) = stats
+            g = grad_out.transpose(0, 1).reshape(B, T * C, H, W)
+            weight = self.weight.repeat(T) if self.weight is not None else None
+            per_channel = x.transpose(0, 1).reshape(B, T * C, H, W)
+            gx, gw, gb = backward(g, per_channel, weight, None, None, mean, invstd, True, self.eps, mask)
+            gx = gx.view(B, T, C, H, W).transpose(0, 1)
+            return gx, (gw.view(T, C).sum(0) if affine else None), (gb.view(T, C).sum(0) if affine else None)
+        steps, grads = x.flatten(0, 1).split(B), grad_out.flatten(0, 1).split(B)
+        results = [
+            backward(grads[t], steps[t], self.weight, None, None, *stats[t], True, self.eps, mask)
+            for t in range(T)
+        ]
+        gx = torch.cat([r[0] for r in results]).unflatten(0, (T, B))
+        if not affine:
+            return gx, None, None
+        return gx, torch.stack([r[1] for r in results]).sum(0), torch.stack([r[2] for r in results]).sum(0)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, unbiased_var: Tensor, T: int) -> None:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from engine.models.base import DEFAULT_NEURON, EventModel, NeuronSpec, SpikingModel, TransferModel, scaled
 from engine.models.factory import MODELS
 from engine.models.layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear
+from engine.models.recompute import norm_spike
 
 __all__ = ["BasicBlock", "ResNetSNN", "TransferResNet18", "TransferResNet34"]
 
@@ -56,10 +57,12 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv1(self.node1(self.bn1(x)))
-        out = self.conv2(self.node2(self.bn2(out)))
-        identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        out = self.conv1(norm_spike(self.bn1, self.node1, x))
+        out = self.conv2(norm_spike(self.bn2, self.node2, out))
+        if self.downsample is None:
+            return out + x
+        bn, node, conv = self.downsample
+        return out + conv(norm_spike(bn, node, x))
 
 
 class _ResNetBody(SpikingModel):

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from engine.models.base import DEFAULT_NEURON, EventModel, NeuronSpec, SpikingModel, TransferModel, scaled
 from engine.models.factory import MODELS
 from engine.models.layers import AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear
+from engine.models.recompute import norm_spike
 
 __all__ = ["TransferVGGSNN", "VGGSNN", "VGG_PLAN"]
 
@@ -46,7 +47,7 @@ class ConvBlock(nn.Module):
         self.node = neuron.build(record_mem=record_mem)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.node(self.bn(self.conv(x)))
+        return norm_spike(self.bn, self.node, self.conv(x))
 
 
 class _VGGBody(SpikingModel):
