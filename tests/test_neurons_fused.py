@@ -347,3 +347,24 @@ def test_recompute_keeps_a_third_less():
     model.eval()  # evaluation and no-grad passes take the plain path
     with torch.no_grad():
         model.forward_event(x_event)
+
+
+def test_strided_1x1_conv_on_channels_last_cpu_matches_nn_conv():
+    """The oneDNN NHWC strided 1×1 backward-weights bug (a segfault for 8 input channels here) is
+    routed around by subsampling first; values and gradients stay those of ``nn.Conv2d``."""
+    from engine.models.layers import Conv2d
+
+    torch.manual_seed(0)
+    reference = torch.nn.Conv2d(8, 16, 1, stride=2, bias=False)
+    conv = Conv2d(8, 16, 1, stride=2, bias=False).to(memory_format=torch.channels_last)
+    conv.load_state_dict(reference.state_dict())
+    x = torch.randn(12, 8, 47, 47)
+    x_ref = x.clone().requires_grad_()
+    x_cl = x.to(memory_format=torch.channels_last).requires_grad_()
+    y_ref, y = reference(x_ref), conv(x_cl)
+    g = torch.randn_like(y_ref)
+    y_ref.backward(g)
+    y.backward(g.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_cl.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-3)
