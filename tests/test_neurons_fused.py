@@ -358,7 +358,7 @@ def test_strided_1x1_conv_on_channels_last_cpu_matches_nn_conv():
     reference = torch.nn.Conv2d(8, 16, 1, stride=2, bias=False)
     conv = Conv2d(8, 16, 1, stride=2, bias=False).to(memory_format=torch.channels_last)
     conv.load_state_dict(reference.state_dict())
-    x = torch.randn(12, 8, 47, 47)
+    x = torch.randn(12, 8, 48, 48)
     x_ref = x.clone().requires_grad_()
     x_cl = x.to(memory_format=torch.channels_last).requires_grad_()
     y_ref, y = reference(x_ref), conv(x_cl)
