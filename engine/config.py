@@ -55,6 +55,10 @@ class ModelConfig:
     (``engine.models.resolve_step_mode`` documents the measurements): ``m`` layer by layer over all
     steps with fused neurons, ``s`` step by step (the original order, the reference), ``auto`` the one
     measured fastest on the run's device type. Not part of ``config_hash``."""
+    recompute: bool = False
+    """Recompute BatchNorm outputs and membrane potentials in the backward pass instead of saving them:
+    about a third less activation memory for a few percent more time (multi-step mode), so more trials
+    pack onto one GPU. Same numbers; not part of ``config_hash``."""
 
 
 @dataclass
@@ -171,6 +175,10 @@ class RunConfig:
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     precision: str = "fp32"
     """``fp32`` or ``bf16`` (autocast)."""
+    deterministic: bool = True
+    """Deterministic kernels (cuDNN deterministic, no autotuning, torch's deterministic algorithms), as
+    the original's ``setup_seed``: the same seed gives the same numbers on a GPU too. ``false`` lets
+    cuDNN pick faster non-deterministic kernels. Not part of ``config_hash``."""
     progress: bool = True
     """Show a progress bar (turned off inside sweeps)."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -289,6 +297,8 @@ NON_SEMANTIC_KEYS = frozenset(
         "data.num_workers",
         "data.pin_memory",
         "model.step_mode",
+        "model.recompute",
+        "deterministic",
     }
 )
 

@@ -4,8 +4,8 @@ Why. Run through autograd, T steps of integrate → fire → reset build ~8 grap
 float tensor and a mask per step, and stack the spikes (and potentials) with two extra copies; with
 the BatchNorm reduction it replaced, this made the layer-by-layer path slower than step by step on a
 CPU (fused: 1.15–1.3× faster than the autograd loop in a whole training step, on CPU and on an H200).
-SpikingJelly's fast backends solve it the same way as here: run the loop in ``forward`` without a graph, keep one ``[T, ...]`` tensor, and
-write the backward through time by hand.
+SpikingJelly's fast backends solve it the same way as here: run the loop in ``forward`` without a
+graph, keep one ``[T, ...]`` tensor, and write the backward through time by hand.
 
 Forward, step t (``v`` is the post-reset potential, ``v_{-1}`` the state before the sequence)::
 

@@ -142,7 +142,21 @@ class AvgPool2d(_FoldTime, nn.AvgPool2d):
 
 
 class AdaptiveAvgPool2d(_FoldTime, nn.AdaptiveAvgPool2d):
-    """``nn.AdaptiveAvgPool2d`` that folds time into the batch in multi-step mode."""
+    """``nn.AdaptiveAvgPool2d`` that folds time into the batch in multi-step mode.
+
+    Global pooling (output 1×1, ResNet's head) is a mean over the last two dimensions, for any number
+    of leading dimensions: the same numbers, and unlike CUDA's adaptive-pooling backward (atomic adds)
+    deterministic, so a seeded GPU run repeats exactly.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if _pair_of(self.output_size) == (1, 1):
+            return x.mean(dim=(-2, -1), keepdim=True)
+        return super().forward(x)
+
+
+def _pair_of(size: int | tuple[int | None, ...]) -> tuple[int | None, ...]:
+    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 class Flatten(_FoldTime, nn.Flatten):

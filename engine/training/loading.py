@@ -96,6 +96,7 @@ def build_model(config: RunConfig, num_classes: int, device: str | torch.device 
         v_th=m.v_th,
         input_size=config.data.event_size,
         step_mode=m.step_mode,
+        recompute=m.recompute,
         device=device,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import sys
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import torch
 
 from engine.errors import ConfigError
 
-__all__ = ["PeakMemory", "autocast", "resolve_device"]
+__all__ = ["PeakMemory", "autocast", "configure_determinism", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,6 +34,21 @@ def resolve_device(name: str) -> torch.device:
             raise ConfigError(f"device = {name!r}, but only {torch.cuda.device_count()} CUDA device(s) exist")
         device = torch.device("cuda", index)
     return device
+
+
+def configure_determinism(deterministic: bool) -> None:
+    """Deterministic kernels or not, for this process (the original's ``setup_seed`` made cuDNN
+    deterministic and turned its autotuner off).
+
+    cuBLAS needs a fixed workspace to repeat its reductions; the variable is read when the first cuBLAS
+    handle is created, so it is set here, before any CUDA work of the run, unless the user set it.
+    ``warn_only``: an operation without a deterministic kernel warns instead of stopping a run.
+    """
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 @contextlib.contextmanager

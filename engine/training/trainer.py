@@ -52,7 +52,7 @@ from engine.training.loading import build_model
 from engine.training.optim import create_optimizer, lr_at_epoch, set_lr
 from engine.training.records import alpha_keys, metric_keys, write_records
 from engine.training.rng import capture_rng_state, epoch_generators, restore_rng_state, seed_everything
-from engine.training.runtime import PeakMemory, resolve_device
+from engine.training.runtime import PeakMemory, configure_determinism, resolve_device
 
 __all__ = ["RunResult", "build_model", "check_config", "train"]
 
@@ -141,6 +141,7 @@ def train(
     check_config(config)
     run_dir = Path(run_dir)
     checkpoint = _checkpoint_to_resume(config, run_dir, resume_from)
+    configure_determinism(config.deterministic)
     device = resolve_device(config.device)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(run_dir / CONFIG_FILE, config.to_yaml())
