@@ -20,6 +20,7 @@ import re
 import shlex
 import shutil
 import sys
+import sysconfig
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,14 +43,22 @@ _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
 def template_dir() -> Path:
-    """``slurm/`` of the source tree this package was loaded from (installs are editable: ``pip -e``)."""
-    here = Path(__file__).resolve().parents[2] / "slurm"
-    if not (here / SCRIPT_NAME).is_file():
-        raise ConfigError(
-            f"the sbatch template {here / SCRIPT_NAME} is missing: spikesweep's Slurm support runs from a "
-            f"source checkout (pip install -e .)"
-        )
-    return here
+    """Where the sbatch template and the node helper are.
+
+    ``slurm/`` of the source tree this package was loaded from (an editable install), else the copy a
+    wheel install puts under ``<prefix>/share/spikesweep/slurm`` (``data-files`` in pyproject.toml).
+    """
+    candidates = [
+        Path(__file__).resolve().parents[2] / "slurm",
+        Path(sysconfig.get_path("data")) / "share" / "spikesweep" / "slurm",
+    ]
+    for here in candidates:
+        if (here / SCRIPT_NAME).is_file() and (here / NODE_HELPER_NAME).is_file():
+            return here
+    raise ConfigError(
+        f"the sbatch template ({SCRIPT_NAME}, {NODE_HELPER_NAME}) is in none of "
+        f"{', '.join(str(c) for c in candidates)}: reinstall spikesweep (pip install -e . from a checkout)"
+    )
 
 
 def render_template(text: str, values: Mapping[str, str]) -> str:
