@@ -45,11 +45,11 @@ def plot_report(report: SweepReport, out_dir: Path, max_configs: int = MAX_CONFI
         result.notes.append(f"curve plots show the {len(shown)} best-ranked configurations only")
 
     curves = {
-        "learning_curves": ("test_top1", "test top-1 (%)", "Learning curves: event test top-1"),
-        "sliding_p": ("sliding_p", "replacement probability P", "Sliding training: P over training"),
+        "learning_curves": ("test_top1", "test top-1 (%)", "Learning curves: event test top-1", (0.0, 100.0)),
+        "sliding_p": ("sliding_p", "replacement probability P", "Sliding training: P", (0.0, 1.0)),
     }
-    for name, (key, ylabel, title) in curves.items():
-        path = plot_curve(report, shown, key, out_dir / f"{name}.png", ylabel, title)
+    for name, (key, ylabel, title, bounds) in curves.items():
+        path = plot_curve(report, shown, key, out_dir / f"{name}.png", ylabel, title, bounds)
         _record(result, name, path, f"no per-epoch `{key}` values in this sweep")
     _record(result, "ablation", plot_ablation(report, out_dir / "ablation.png"), "no completed configuration")
     _record(
@@ -141,9 +141,20 @@ def _colors(n: int) -> list:
 
 
 def plot_curve(
-    report: SweepReport, shown: list[ConfigSummary], key: str, path: Path, ylabel: str, title: str
+    report: SweepReport,
+    shown: list[ConfigSummary],
+    key: str,
+    path: Path,
+    ylabel: str,
+    title: str,
+    bounds: tuple[float, float] | None = None,
 ) -> Path | None:
-    """One line per configuration: mean over seeds of ``key`` by epoch, with its CI band."""
+    """One line per configuration: mean over seeds of ``key`` by epoch, with its CI band.
+
+    ``bounds`` is the range the metric can take (0–100 % for an accuracy): with few seeds a t interval
+    reaches far past it, so the band is drawn clipped to it and the axis kept to it; the numbers in the
+    tables are never clipped.
+    """
     data = [(s, _seed_series(report, s, key)) for s in shown]
     data = [(s, series) for s, series in data if series]
     if not data:
@@ -154,7 +165,12 @@ def plot_curve(
         epochs, mean, low, high = mean_band(series, report.confidence)
         ax.plot(epochs, mean, color=color, label=_wrap(f"{summary.group.label} (n={len(series)})", 90))
         if np.isfinite(low).any():
+            if bounds is not None:
+                low, high = np.clip(low, *bounds), np.clip(high, *bounds)
             ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+    if bounds is not None:
+        margin = 0.03 * (bounds[1] - bounds[0])
+        ax.set_ylim(bounds[0] - margin, bounds[1] + margin)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
