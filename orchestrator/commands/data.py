@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orchestrator.commands import add_overrides_argument
+
 NAME = "data"
 HELP = "Write the built-in nshapes dataset, check a dataset layout, or pre-build the frame cache."
 
@@ -29,12 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="validate a dataset layout and print split sizes")
     check.add_argument("--pair", required=True, help="dataset pair (nshapes, ncaltech101, cepdvs, nomniglot)")
     check.add_argument("--root", type=Path, help="dataset root (nshapes: omit to use the generated copy)")
-    check.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    add_overrides_argument(check)
 
     build = sub.add_parser("build", help="build the frame/static caches of a run configuration")
     build.add_argument("config", nargs="?", type=Path, help="run config YAML (default: class defaults)")
     build.add_argument("--preset", help="start from a preset instead of a YAML file")
-    build.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    add_overrides_argument(build)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from orchestrator.commands import add_overrides_argument
+
 NAME = "eval"
 HELP = "Evaluate a checkpoint (ours or the authors' BrainCog file) on the event test split."
 
@@ -26,15 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "checkpoint", type=Path, metavar="CHECKPOINT", help="run dir, checkpoint dir or .pth file"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. data.root=/data device=cpu batch_size=64",
-    )
+    add_overrides_argument(parser, "override config keys, e.g. data.root=/data device=cpu batch_size=64")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the metrics to FILE as JSON")
 
 

@@ -17,6 +17,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from orchestrator.commands import add_overrides_argument
+
 NAME = "train"
 HELP = "Train one run (default: the quick preset on the built-in nshapes data), or resume one."
 
@@ -30,14 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config keys, e.g. method.beta=0 seed=1024 (with --resume: only device, progress, "
+    add_overrides_argument(
+        parser,
+        "override config keys, e.g. method.beta=0 seed=1024 (with --resume: only device, progress, "
         "paths and workers may change)",
     )
     parser.add_argument("--out", type=Path, metavar="RUN_DIR", help="run directory (default: under runs/)")
