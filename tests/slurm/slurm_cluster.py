@@ -146,7 +146,11 @@ class SlurmCluster:
             what=f"requeue #{restarts}",
         )
         time.sleep(CRED_EXPIRE_S + 1)
-        self.run("scontrol", "update", f"jobid={job_id}", "StartTime=now")
+        result = self.run("scontrol", "update", f"jobid={job_id}", "StartTime=now", check=False)
+        # Slurm may have started the job by itself while we waited (the scheduler's own begin time, or
+        # a backfill pass): it is running again, which is all this asks for.
+        if result.returncode != 0 and "no longer pending" not in result.stderr:
+            raise RuntimeError(f"scontrol update jobid={job_id} StartTime=now: {result.stderr.strip()}")
 
     def cancel_all(self, timeout: float = 30) -> None:
         ids = self.run("squeue", "-h", "-o", "%i", check=False).stdout.split()
