@@ -342,7 +342,7 @@ def _default_flat() -> dict[str, Any]:
 
 def all_keys() -> list[str]:
     """Every valid dotted key of a run configuration."""
-    return sorted(RunConfig().flat())
+    return sorted(_default_flat())
 
 
 # --------------------------------------------------------------------------------------------------
