@@ -20,6 +20,7 @@ __all__ = [
     "EventRecord",
     "StaticRecord",
     "natural_key",
+    "pools_by_label",
     "split_counts",
 ]
 
@@ -112,5 +113,9 @@ def split_counts(n: int, portion: float, ratio: float) -> tuple[int, int]:
 
 
 def pools_by_label(static: Sequence[StaticRecord], num_classes: int) -> list[np.ndarray]:
+    """For each class, the positions in ``static`` of that class's own images, in order (the normal,
+    non-legacy pairing). One stable sort, so it stays cheap with thousands of classes (N-Omniglot)."""
     labels = np.array([r.label for r in static], dtype=np.int64)
-    return [np.flatnonzero(labels == c) for c in range(num_classes)]
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(num_classes + 1))
+    return [order[bounds[c] : bounds[c + 1]] for c in range(num_classes)]

@@ -42,7 +42,7 @@ import scipy.io
 
 from engine.config import DataConfig
 from engine.data.binfile import Events
-from engine.data.catalog import Catalog, EventRecord, StaticRecord, natural_key
+from engine.data.catalog import Catalog, EventRecord, StaticRecord, natural_key, pools_by_label
 from engine.errors import DatasetError
 
 __all__ = ["LAYOUT", "cepdvs_catalog", "legacy_position_pools", "read_mat_events", "unshifted_geometry"]
@@ -231,7 +231,6 @@ def cepdvs_catalog(root: Path, cfg: DataConfig) -> Catalog:
         train_parts.append(numbers[:n_train])
 
     static: list[StaticRecord] = []
-    pools: list[np.ndarray] = []
     if cfg.legacy_cepdvs_position_pairing:
         static, pools = legacy_position_pools(events, images, label_names, class_names, cfg.train_portion)
         if cfg.rgbdata_ratio != 1.0:
@@ -242,9 +241,8 @@ def cepdvs_catalog(root: Path, cfg: DataConfig) -> Catalog:
     else:
         for label, part in enumerate(train_parts):
             paired = [k for k in part if k in images][: max(1, int(len(part) * cfg.rgbdata_ratio))]
-            start = len(static)
             static += [StaticRecord(images[k], label, str(k)) for k in paired]
-            pools.append(np.arange(start, len(static), dtype=np.int64))
+        pools = pools_by_label(static, len(class_names))
     empty = [class_names[c] for c, pool in enumerate(pools) if len(pool) == 0]
     if empty:
         raise DatasetError(f"{name}: no drawable training image for classes {', '.join(empty)}")

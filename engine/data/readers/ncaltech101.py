@@ -37,7 +37,7 @@ import numpy as np
 
 from engine.config import DataConfig
 from engine.data.binfile import read_bin_events
-from engine.data.catalog import Catalog, EventRecord, StaticRecord, natural_key, split_counts
+from engine.data.catalog import Catalog, EventRecord, StaticRecord, natural_key, pools_by_label, split_counts
 from engine.errors import DatasetError
 
 __all__ = ["LAYOUT", "ncaltech101_catalog", "shifted_geometry"]
@@ -121,7 +121,6 @@ def ncaltech101_catalog(root: Path, cfg: DataConfig, name: str = "N-Caltech101 +
     train: list[EventRecord] = []
     test: list[EventRecord] = []
     static: list[StaticRecord] = []
-    pools: list[np.ndarray] = []
     warnings: list[str] = []
     class_sizes: list[int] = []
     for label, cls in enumerate(class_names):
@@ -170,16 +169,14 @@ def ncaltech101_catalog(root: Path, cfg: DataConfig, name: str = "N-Caltech101 +
                 f"{name}: class {cls!r} has no image whose stem matches a training recording "
                 f"(train stems {train_part[0].stem} … {train_part[-1].stem}; images in {static_classes[cls]})"
             )
-        start = len(static)
         static += [StaticRecord(p, label, p.stem) for p in chosen]
-        pools.append(np.arange(start, len(static), dtype=np.int64))
 
     return Catalog(
         class_names=class_names,
         train=train,
         test=test,
         static=static,
-        static_pools=pools,
+        static_pools=pools_by_label(static, len(class_names)),
         load_events=lambda record: read_bin_events(record.path),
         frame_geometry=shifted_geometry,
         description=f"{name} at {root}",

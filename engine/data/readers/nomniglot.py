@@ -47,7 +47,7 @@ from tonic.io import read_aedat4
 
 from engine.config import DataConfig
 from engine.data.binfile import Events
-from engine.data.catalog import Catalog, EventRecord, StaticRecord, natural_key
+from engine.data.catalog import Catalog, EventRecord, StaticRecord, natural_key, pools_by_label
 from engine.errors import DatasetError
 
 __all__ = ["LAYOUT", "SENSOR", "nomniglot_catalog"]
@@ -162,7 +162,6 @@ def nomniglot_catalog(root: Path, cfg: DataConfig) -> Catalog:
     train: list[EventRecord] = []
     test: list[EventRecord] = []
     static: list[StaticRecord] = []
-    pools: list[np.ndarray] = []
     warnings: list[str] = []
     for label, cls in enumerate(class_names):
         directory = event_chars[cls]
@@ -196,16 +195,14 @@ def nomniglot_catalog(root: Path, cfg: DataConfig) -> Catalog:
             raise DatasetError(
                 f"{name}: no Omniglot image in {image_chars[cls]} matches a training drawer of {cls}"
             )
-        start = len(static)
         static += [StaticRecord(p, label, p.stem) for p in paired]
-        pools.append(np.arange(start, len(static), dtype=np.int64))
 
     return Catalog(
         class_names=class_names,
         train=train,
         test=test,
         static=static,
-        static_pools=pools,
+        static_pools=pools_by_label(static, len(class_names)),
         load_events=_load_sample,
         frame_geometry=_sensor_geometry,
         description=f"{name} at {root}",
