@@ -8,7 +8,7 @@ data layer knows pair names.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import DataConfig
@@ -100,7 +100,3 @@ for _spec in (
     PairSpec("nomniglot", "Omniglot images → N-Omniglot events (1623 characters)", _nomniglot_catalog),
 ):
     PAIRS.register(_spec.name)(_spec)
-
-
-def with_root(cfg: DataConfig, root: str | Path | None) -> DataConfig:
-    return replace(cfg, root=None if root is None else str(root))
