@@ -224,16 +224,7 @@ def initial_state(x_seq: Tensor, v0: float | Tensor) -> Tensor | None:
 
 
 def fused_multi_step(
-    x_seq: Tensor,
-    v0: float | Tensor,
-    *,
-    kind: str,
-    v_th: float,
-    derivative: Derivative,
-    alpha: float,
-    tau: float = 2.0,
-    k: Tensor | None = None,
-    record: bool = False,
+    x_seq: Tensor, v0: float | Tensor, dynamics: NeuronDynamics, k: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Run ``x_seq [T, ...]`` through T neuron steps as one autograd node.
 
@@ -241,16 +232,16 @@ def fused_multi_step(
         x_seq: input currents, time first.
         v0: the state before the sequence: the float ``0.0`` after a reset, or a tensor of ``x_seq[0]``'s
             shape (a previous call's last potential; it receives gradients).
-        kind: ``"div"`` (LIF, uses ``tau``), ``"add"`` (IF) or ``"mul"`` (PLIF, uses ``k = σ(w)``).
-        v_th: the threshold; ``derivative(x, alpha)`` the surrogate's dS/dx at ``x = h − v_th``.
-        record: return every step's post-reset potential ``[T, ...]`` instead of only the last one.
+        dynamics: the charge kind, threshold, surrogate and ``record`` (:class:`NeuronDynamics`; a
+            neuron's own is ``BaseNeuron.fused_dynamics()``).
+        k: PLIF's ``σ(w)`` for ``kind="mul"``; ``None`` otherwise.
 
     Returns:
-        ``(spikes [T, ...], v)`` with ``v`` as described by ``record``.
+        ``(spikes [T, ...], v)``: ``v`` is every step's post-reset potential ``[T, ...]`` when
+        ``dynamics.record``, else only the last one.
     """
-    if kind not in CHARGE_KINDS:
-        raise ValueError(f"kind must be one of {CHARGE_KINDS}, got {kind!r}")
-    if kind == "mul" and k is None:
+    if dynamics.kind not in CHARGE_KINDS:
+        raise ValueError(f"kind must be one of {CHARGE_KINDS}, got {dynamics.kind!r}")
+    if dynamics.kind == "mul" and k is None:
         raise ValueError("kind='mul' (PLIF) needs k = sigmoid(w)")
-    dynamics = NeuronDynamics(kind, float(tau), float(v_th), derivative, float(alpha), record)
     return _MultiStepNeuron.apply(x_seq, initial_state(x_seq, v0), k, dynamics)

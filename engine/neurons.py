@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from engine.fused_neurons import fused_multi_step
+from engine.fused_neurons import NeuronDynamics, fused_multi_step
 from engine.registry import Registry
 from engine.surrogates import Surrogate, create_surrogate
 
@@ -158,22 +158,29 @@ class BaseNeuron(nn.Module):
             return self._fused_multi_step_forward(x_seq)
         return self._autograd_multi_step_forward(x_seq)
 
-    def _fused_multi_step_forward(self, x_seq: Tensor) -> Tensor:
-        spikes, mem = fused_multi_step(
-            x_seq,
-            self.mem,
+    def fused_dynamics(self) -> NeuronDynamics:
+        """What the fused time loops (``engine.fused_neurons``) need of this neuron."""
+        assert isinstance(self.surrogate, Surrogate)
+        return NeuronDynamics(
             kind=self.fused_kind,
+            tau=float(getattr(self, "tau", 2.0)),
             v_th=self.v_th,
             derivative=self.surrogate.derivative,
             alpha=self.surrogate.alpha,
-            tau=getattr(self, "tau", 2.0),
-            k=self.fused_factor(),
             record=self.record_mem,
         )
+
+    def keep_fused_state(self, v: Tensor) -> None:
+        """Store a fused loop's potential output: ``[T, ...]`` when recording (the last step is the
+        state), else the last step's."""
         if self.record_mem:
-            self.mem_seq, self.mem = mem, mem[-1]
+            self.mem_seq, self.mem = v, v[-1]
         else:
-            self.mem = mem
+            self.mem = v
+
+    def _fused_multi_step_forward(self, x_seq: Tensor) -> Tensor:
+        spikes, v = fused_multi_step(x_seq, self.mem, self.fused_dynamics(), k=self.fused_factor())
+        self.keep_fused_state(v)
         return spikes
 
     def _autograd_multi_step_forward(self, x_seq: Tensor) -> Tensor:

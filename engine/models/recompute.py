@@ -97,20 +97,9 @@ def norm_spike(bn: nn.Module, node: BaseNeuron, x: Tensor) -> Tensor:
     if not _applies(bn, node, x):
         return node(bn(x))
     assert isinstance(bn, BatchNorm2d)
-    dynamics = NeuronDynamics(
-        node.fused_kind,
-        float(getattr(node, "tau", 2.0)),
-        node.v_th,
-        node.surrogate.derivative,
-        node.surrogate.alpha,
-        node.record_mem,
-    )
     v0 = initial_state(x, node.mem)
-    spikes, v = _NormSpike.apply(x, bn.weight, bn.bias, node.fused_factor(), v0, bn, dynamics)
-    if node.record_mem:
-        node.mem_seq, node.mem = v, v[-1]
-    else:
-        node.mem = v
+    spikes, v = _NormSpike.apply(x, bn.weight, bn.bias, node.fused_factor(), v0, bn, node.fused_dynamics())
+    node.keep_fused_state(v)
     return spikes
 
 
