@@ -203,11 +203,10 @@ def build_static_pool(catalog: Catalog, pair: str, size: int, channel: str, cach
 def build_data(config: RunConfig) -> DataBundle:
     """Readers → cached frames → loaders, plus the class-paired static pool and the augmentation."""
     data = config.data
-    cache_root = default_cache_root(data.cache_root)
-    catalog = PAIRS.get(data.pair).catalog(data, cache_root)
+    catalog = load_catalog(config)
     for message in catalog.warnings:
         warnings.warn(f"{data.pair}: {message}", stacklevel=2)
-    cache = ArrayCache(cache_root / "frames")
+    cache = ArrayCache(default_cache_root(data.cache_root) / "frames")
     size = data.event_size
     mode = frame_mode_for(data.frame_mode, catalog)
 
