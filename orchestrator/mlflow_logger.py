@@ -162,10 +162,10 @@ class MlflowSweepLogger(LoggerCallback):
         child = self._child(record)
         if record.seed_done and self.bridge.space.pruner.seed_aware:
             # One seed of a multi-seed trial is done: close its run now, the trial goes on.
-            self._sync(record, child, force=True)
+            self._sync(record, child)
             self._finish(record, child, TrialStatus.RUNNING)
         elif time.monotonic() - child.last_flush >= self.flush_interval_s:
-            self._sync(record, child, force=True)
+            self._sync(record, child)
 
     @_tolerant
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
@@ -175,7 +175,7 @@ class MlflowSweepLogger(LoggerCallback):
         records = self.recorder.runs_of(planned.plan_key)
         for record in records:
             child = self._child(record)
-            self._sync(record, child, force=True)
+            self._sync(record, child)
             self._finish(record, child, status)
         if not records:  # failed before its first epoch: still leave a (failed) run behind
             seed = planned.seeds[0]
@@ -192,7 +192,7 @@ class MlflowSweepLogger(LoggerCallback):
                 and child.status == "RUNNING"
                 and now - child.last_flush >= self.flush_interval_s
             ):
-                self._sync(record, child, force=True)
+                self._sync(record, child)
 
     @_tolerant
     def on_experiment_end(self, trials: list, **info: Any) -> None:
@@ -200,7 +200,7 @@ class MlflowSweepLogger(LoggerCallback):
         for key, child in self._children.items():
             record = self.recorder.runs.get(key)
             if record is not None:
-                self._sync(record, child, force=True)
+                self._sync(record, child)
             if child.status == "RUNNING":
                 self.client.set_terminated(child.run_id, status="KILLED")
                 child.status = "KILLED"
@@ -241,7 +241,7 @@ class MlflowSweepLogger(LoggerCallback):
         self._attached = True
         for key, record in self.recorder.runs.items():
             if key in self._children:
-                self._sync(record, self._children[key], force=True)
+                self._sync(record, self._children[key])
 
     def _search(self, condition: str) -> list[Any]:
         filter_string = f"tags.`{SWEEP_ID_TAG}` = '{self.meta.sweep_id}' and {condition}"
@@ -314,12 +314,12 @@ class MlflowSweepLogger(LoggerCallback):
         run = self.client.create_run(self._experiment_id, tags=tags, run_name=name)
         child = self._children[key] = _ChildRun(run.info.run_id, -1, "RUNNING")
         self.recorder.mlflow_run_ids[key] = run.info.run_id
-        params = [Param(k, _param_value(v)) for k, v in config.flat().items()]
+        params = [Param(k, str(v)) for k, v in config.flat().items()]
         for start in range(0, len(params), _BATCH_PARAMS):
             self.client.log_batch(run.info.run_id, params=params[start : start + _BATCH_PARAMS])
         return child
 
-    def _sync(self, record: RunRecord, child: _ChildRun, force: bool = False) -> None:
+    def _sync(self, record: RunRecord, child: _ChildRun) -> None:
         """Log the journal's epochs this run does not hold yet, in batches, with the bookkeeping tags."""
         from mlflow.entities import Metric, RunTag  # noqa: PLC0415
 
@@ -352,16 +352,8 @@ class MlflowSweepLogger(LoggerCallback):
         run_status = TrialStatus.COMPLETE if record.seed_done else trial_status
         self.client.set_tag(child.run_id, STATUS_TAG, trial_status)
         self.client.set_tag(child.run_id, RUN_STATUS_TAG, run_status)
-        if trial_status == TrialStatus.RUNNING:  # a finished seed of a running multi-seed trial
-            mlflow_status = "FINISHED"
-        else:
-            mlflow_status = (
-                "FAILED" if trial_status == TrialStatus.FAILED and not record.seed_done else "FINISHED"
-            )
+        # FINISHED also for a finished seed of a still-running multi-seed trial (trial_status RUNNING).
+        mlflow_status = "FAILED" if run_status == TrialStatus.FAILED else "FINISHED"
         if child.status != mlflow_status:
             self.client.set_terminated(child.run_id, status=mlflow_status)
             child.status = mlflow_status
-
-
-def _param_value(value: Any) -> str:
-    return "None" if value is None else str(value)
