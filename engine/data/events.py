@@ -41,15 +41,18 @@ def time_bin_members(t: np.ndarray, n_time_bins: int) -> tuple[np.ndarray, np.nd
     Returns ``(event_index, bin_index)``: parallel arrays listing every (event, bin) membership.
     With tonic's zero overlap each event is in at most one bin.
     """
-    n = t.shape[0]
-    if n == 0:
+    if t.shape[0] == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    t = np.asarray(t, dtype=np.int64)
+    return _slice_members(*_bin_bounds(np.asarray(t, dtype=np.int64), n_time_bins))
+
+
+def _bin_bounds(t: np.ndarray, n_time_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Event index range ``first[i]:last[i]`` of each bin: width ``(t[-1] - t[0]) // T`` from ``t[0]``."""
     t0 = int(t[0])
     width = (int(t[-1]) - t0) // n_time_bins
     starts = np.arange(n_time_bins, dtype=np.int64) * width + t0
-    return _slice_members(np.searchsorted(t, starts), np.searchsorted(t, starts + width))
+    return np.searchsorted(t, starts), np.searchsorted(t, starts + width)
 
 
 def _slice_members(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,12 +158,9 @@ def events_to_frequency_frames(
             "(the original asserts this)"
         )
     x, y, p = _checked_columns(x, y, p, width, height)
-    relative = t - t[0]
     dt = span // n_time_bins
-    starts = np.arange(n_time_bins, dtype=np.int64) * dt
-    first = np.searchsorted(relative, starts, side="left")
-    last = np.searchsorted(relative, starts + dt, side="left")
-    if last[-1] > first[-1]:
+    first, last = _bin_bounds(t, n_time_bins)  # tonic's slices, except that the last one …
+    if last[-1] > first[-1]:  # … runs to the end of the recording when its window holds any event
         last[-1] = n
     event_index, bin_index = _slice_members(first, last)
     counts = _count(x, y, p, event_index, bin_index, shape)
