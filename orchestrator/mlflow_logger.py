@@ -349,7 +349,7 @@ class MlflowSweepLogger(LoggerCallback):
         child.logged_upto = pending[-1]
 
     def _finish(self, record: RunRecord, child: _ChildRun, trial_status: str) -> None:
-        run_status = TrialStatus.COMPLETE if record.seed_done else trial_status
+        run_status = record.run_status(trial_status)
         self.client.set_tag(child.run_id, STATUS_TAG, trial_status)
         self.client.set_tag(child.run_id, RUN_STATUS_TAG, run_status)
         # FINISHED also for a finished seed of a still-running multi-seed trial (trial_status RUNNING).

@@ -77,6 +77,10 @@ class RunRecord:
     def last(self) -> dict[str, float] | None:
         return self.epochs[max(self.epochs)] if self.epochs else None
 
+    def run_status(self, trial_status: str) -> str:
+        """The run's own status: COMPLETE once its seed finished (in a pruned trial too), else its trial's."""
+        return TrialStatus.COMPLETE if self.seed_done else trial_status
+
 
 def run_key(plan_key: str, seed: int) -> str:
     return f"{plan_key}:{seed}"
@@ -289,7 +293,7 @@ def trial_rows(
         for seed in seeds:
             record = records.get(seed)
             last = record.last() if record else None
-            run_status = TrialStatus.COMPLETE if record is not None and record.seed_done else status
+            run_status = record.run_status(status) if record is not None else status
             key = run_key(planned.plan_key, seed)
             if key not in configs:
                 configs[key] = config_for(space, base, planned.overrides, seed).flat()
