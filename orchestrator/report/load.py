@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import SpikesweepError
+from orchestrator.sweepdir import SweepDir
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -147,7 +148,8 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     sweep_dir = Path(path)
     if not sweep_dir.is_dir():
         raise ReportInputError(f"sweep directory {str(sweep_dir)!r} does not exist")
-    trials_file = sweep_dir / "trials.parquet"
+    layout = SweepDir(sweep_dir.resolve())
+    trials_file = layout.trials_parquet
     if not trials_file.is_file():
         present = sorted(p.name for p in sweep_dir.iterdir())[:20]
         raise ReportInputError(
@@ -183,18 +185,16 @@ def load_sweep_dir(path: str | Path) -> SweepData:
                 varied.append(key)
 
     curves = Curves()
-    epochs_file = sweep_dir / "epochs.parquet"
-    if epochs_file.is_file():
-        curves = _curves_from_table(pq.read_table(epochs_file))
+    if layout.epochs_parquet.is_file():
+        curves = _curves_from_table(pq.read_table(layout.epochs_parquet))
 
-    space = _read_space(sweep_dir / "space.yaml")
-    # The directory is named after the sweep (``--name`` may override the space file's own name), and
-    # the MLflow experiment carries the same name.
-    name = sweep_dir.resolve().name
-    tracking_uri, experiment = _mlflow_location(sweep_dir, space, name)
+    space = _read_space(layout.space_path)
+    tracking_uri, experiment = _mlflow_location(layout, space)
     return SweepData(
-        sweep_id=_read_sweep_id(sweep_dir / "sweep.json"),
-        name=name,
+        sweep_id=_read_sweep_id(layout.meta_path),
+        # The directory is named after the sweep (``--name`` may override the space file's own name), and
+        # the MLflow experiment carries the same name.
+        name=layout.name,
         source=str(sweep_dir),
         trials=trials,
         varied=varied,
@@ -234,17 +234,16 @@ def _curves_from_table(table) -> Curves:
     return Curves(series)
 
 
-def _mlflow_location(sweep_dir: Path, space: dict[str, Any] | None, name: str) -> tuple[str | None, str]:
-    """Where the sweep's runs are: the space's ``mlflow`` section, else ``mlflow.db`` in the directory."""
+def _mlflow_location(layout: SweepDir, space: dict[str, Any] | None) -> tuple[str | None, str]:
+    """Where the sweep's runs are: the space's ``mlflow`` section, else the driver's default store."""
     section = (space or {}).get("mlflow")
     section = section if isinstance(section, dict) else {}
-    experiment = str(section.get("experiment") or name)
+    experiment = str(section.get("experiment") or layout.name)
     if section.get("enabled") is False:
         return None, experiment
     if section.get("tracking_uri"):
         return str(section["tracking_uri"]), experiment
-    mlflow_db = sweep_dir / "mlflow.db"
-    return (f"sqlite:///{mlflow_db.resolve()}" if mlflow_db.is_file() else None), experiment
+    return (layout.mlflow_default_uri if layout.mlflow_db.is_file() else None), experiment
 
 
 def _read_sweep_id(path: Path) -> str | None:

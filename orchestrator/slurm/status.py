@@ -172,23 +172,25 @@ class SweepProgress:
 
 
 def sweep_progress(sweep_dir: Path) -> SweepProgress:
-    if not (sweep_dir / "sweep.json").is_file():
+    from orchestrator.sweepdir import SweepDir  # noqa: PLC0415
+
+    layout = SweepDir(sweep_dir)
+    if not layout.exists():
         return SweepProgress(started=False)
     planned, metric, mode = None, None, "max"
     try:
         from orchestrator.plan import build_plan  # noqa: PLC0415
         from orchestrator.space import load_space  # noqa: PLC0415
 
-        space = load_space(sweep_dir / "space.yaml")
+        space = load_space(layout.space_path)
         planned, metric, mode = build_plan(space).max_engine_runs(), space.metric, space.metric_mode
     except Exception:  # noqa: BLE001 — progress without a total is still progress
         pass
-    trials = sweep_dir / "trials.parquet"
-    if not trials.is_file():
+    if not layout.trials_parquet.is_file():
         return SweepProgress(started=True, planned_runs=planned, metric=metric)
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    table = pq.read_table(trials)
+    table = pq.read_table(layout.trials_parquet)
     statuses = Counter(table.column("status").to_pylist())
     best = None
     if metric and metric in table.column_names:
