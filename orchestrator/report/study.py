@@ -1,9 +1,9 @@
 """The Optuna study of an Optuna-searched sweep: where it is, and its two standard figures.
 
-The orchestrator keeps one study per sweep inside the sweep directory (an SQLite ``optuna.db`` or a
-journal file). The report draws the optimisation history (every trial's value, pruned ones marked, and
-the best so far) and the parameter importances (Optuna's fANOVA evaluator with a fixed seed, so the
-figure does not change between two report runs).
+The orchestrator keeps one study per sweep, named after the sweep, in the sweep directory's ``optuna.db``.
+The report draws the optimisation history (every trial's value, pruned ones marked, and the best so far)
+and the parameter importances (Optuna's fANOVA evaluator with a fixed seed, so the figure does not
+change between two report runs).
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from orchestrator.sweepdir import SweepDir
+
 __all__ = ["find_study", "plot_importances", "plot_history", "plot_study"]
-
-_SQLITE_NAMES = ("optuna.db", "study.db")
-_JOURNAL_NAMES = ("optuna.journal", "optuna.log", "study.journal", "journal.log")
-
 
 SEARCHED_MODES = ("optuna", "random")
 
@@ -32,36 +30,22 @@ def find_study(sweep_dir: Path, space: dict | None = None):
     search modes only (or whenever the space file is unknown).
     """
     import optuna
+    from optuna.storages import RDBStorage
 
     search = (space or {}).get("search")
     mode = search.get("mode", "grid") if isinstance(search, dict) else "grid"
     if space is not None and mode not in SEARCHED_MODES:
         return None
-    sweep_name = (space or {}).get("name")
-    storage = _storage(sweep_dir)
-    if storage is None:
+    layout = SweepDir(sweep_dir.resolve())
+    if not layout.optuna_db.is_file():
         return None
+    storage = RDBStorage(layout.optuna_url, skip_compatibility_check=True)
     summaries = optuna.get_all_study_summaries(storage=storage)
     if not summaries:
         return None
     names = [s.study_name for s in summaries]
-    name = sweep_name if sweep_name in names else names[-1]
+    name = layout.name if layout.name in names else names[-1]
     return optuna.load_study(study_name=name, storage=storage)
-
-
-def _storage(sweep_dir: Path):
-    from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    for name in _SQLITE_NAMES:
-        path = sweep_dir / name
-        if path.is_file():
-            return RDBStorage(f"sqlite:///{path.resolve()}", skip_compatibility_check=True)
-    for name in _JOURNAL_NAMES:
-        path = sweep_dir / name
-        if path.is_file():
-            return JournalStorage(JournalFileBackend(str(path)))
-    return None
 
 
 def plot_study(study, out_dir: Path) -> tuple[dict[str, Path], list[str]]:
