@@ -35,21 +35,19 @@ class FrameBatches(Dataset):
     """Map-style dataset whose items are whole batches: ``dataset[[i, j, ...]] -> (frames, labels)``.
 
     Args:
-        path: the cache file (raw ``float32 [N, T, 2, S, S]``).
+        path: the cache file (raw ``float32 [N, T, 2, S, S]``), one row per recording of the split.
         shape: its full shape.
-        rows: which rows of the file this split uses (e.g. the ``traindata_ratio`` subset).
-        labels: label of each used row.
+        labels: label of each row.
     """
 
-    def __init__(self, path: Path, shape: tuple[int, ...], rows: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(self, path: Path, shape: tuple[int, ...], labels: np.ndarray) -> None:
         self.path = Path(path)
         self.shape = tuple(shape)
-        self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         self._mm: np.memmap | None = None
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.shape[0]
 
     def _memmap(self) -> np.ndarray:
         if self._mm is None:
@@ -65,13 +63,11 @@ class FrameBatches(Dataset):
         return state
 
     def __getitem__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        positions_arr = np.asarray(positions, dtype=np.int64)
-        rows = self.rows[positions_arr]
+        rows = np.asarray(positions, dtype=np.int64)
         order = np.argsort(rows, kind="stable")
-        sorted_rows = rows[order]
         frames = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
-        frames[order] = self._memmap()[sorted_rows]  # one sorted read, then back to sampling order
-        return torch.from_numpy(frames), self.labels[torch.from_numpy(positions_arr)]
+        frames[order] = self._memmap()[rows[order]]  # one sorted read, then back to sampling order
+        return torch.from_numpy(frames), self.labels[torch.from_numpy(rows)]
 
 
 class _EpochSampler(Sampler[int]):

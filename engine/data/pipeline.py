@@ -216,7 +216,7 @@ def build_data(config: RunConfig) -> DataBundle:
             raise DatasetError(f"{catalog.description}: the {split} split is empty")
         path, shape = cached_frames(catalog, records, split, data.pair, config.T, size, cache, mode)
         labels = np.array([r.label for r in records], dtype=np.int64)
-        splits[split] = FrameBatches(path, shape, np.arange(len(records)), labels)
+        splits[split] = FrameBatches(path, shape, labels)
 
     train_labels = splits["train"].labels.numpy()
     if catalog.balanced_sampling:
