@@ -17,7 +17,6 @@ import functools
 import importlib.metadata
 import json
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -189,10 +188,6 @@ def spikesweep_version() -> str:
             if line.startswith("version"):
                 return line.split("=", 1)[1].strip().strip('"') + "+src"
         return "unknown"
-
-
-def hostname() -> str:
-    return socket.gethostname()
 
 
 def _atomic_write(path: Path, text: str) -> None:
