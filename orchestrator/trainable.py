@@ -31,7 +31,6 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from orchestrator.result_keys import (
     SEED_KEY,
     WALL_TIME_KEY,
 )
+from orchestrator.sweepdir import SweepDir
 
 __all__ = ["FAULT_ENV", "FaultSpec", "TrialSetup", "run_trial"]
 
@@ -179,7 +179,6 @@ class _Reporter:
         self.setup = setup
         self.stage = work / "tune_checkpoint"
         self.last_metrics: dict[str, Any] = {}
-        self.started = time.monotonic()
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float], checkpoint_dir: Path) -> None:
         from ray import tune  # noqa: PLC0415
@@ -236,7 +235,7 @@ class _Reporter:
         fault = self.setup.fault
         if fault is None or fault.plan_key != self.planned.plan_key or fault.epoch != epoch:
             return
-        marker = Path(self.setup.sweep_dir) / ".faults" / f"{fault.plan_key}-epoch{epoch}"
+        marker = SweepDir(Path(self.setup.sweep_dir)).faults / f"{fault.plan_key}-epoch{epoch}"
         marker.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -288,7 +287,7 @@ def _wall_time(checkpoint_dir: Path) -> float:
 
 
 def _export_dir(setup: TrialSetup, planned: PlannedTrial, seed: int) -> Path:
-    return Path(setup.sweep_dir) / "runs" / planned.plan_key / f"seed_{seed}"
+    return SweepDir(Path(setup.sweep_dir)).runs / planned.plan_key / f"seed_{seed}"
 
 
 def _export_file(source: Path, target: Path) -> None:
