@@ -23,6 +23,7 @@ from engine.config import NON_SEMANTIC_KEYS, parse_assignments
 from engine.errors import ConfigError
 from orchestrator.report.load import ACTIVE_STATUSES, STATUSES, ReportInputError, SweepData, Trial
 from orchestrator.report.stats import Estimate, PairedComparison, describe, holm, paired_comparison
+from orchestrator.space import ARM_KEY
 
 __all__ = [
     "SUMMARY_METRICS",
@@ -38,7 +39,6 @@ __all__ = [
     "resolve_baseline",
 ]
 
-ARM_KEY = "arm"
 SUMMARY_METRICS = ("best_test_top1", "last_test_top1")
 """Always summarised: best-epoch accuracy is selected on the test set (spec §11 item 24, optimistic),
 so the last-epoch accuracy is reported beside it."""
