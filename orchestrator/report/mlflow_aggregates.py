@@ -20,6 +20,7 @@ from pathlib import Path
 
 from orchestrator.report.aggregate import ConfigSummary, SweepReport
 from orchestrator.report.load import ReportInputError
+from orchestrator.report.mlflow_source import search_all_runs
 
 __all__ = ["AGGREGATE_ROLE", "AggregateResult", "aggregate_metrics", "log_aggregates"]
 
@@ -91,12 +92,10 @@ def log_aggregates(
     )
     existing = {
         run.data.tags.get("spikesweep.config_hash"): run
-        for run in client.search_runs(
-            [experiment_id],
-            filter_string=(
-                f"tags.`{_ROLE_TAG}` = '{AGGREGATE_ROLE}' and tags.`mlflow.parentRunId` = '{parent_id}'"
-            ),
-            max_results=5000,
+        for run in search_all_runs(
+            client,
+            experiment_id,
+            f"tags.`{_ROLE_TAG}` = '{AGGREGATE_ROLE}' and tags.`mlflow.parentRunId` = '{parent_id}'",
         )
     }
     result = AggregateResult(parent_run_id=parent_id)

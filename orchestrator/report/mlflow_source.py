@@ -16,7 +16,7 @@ from engine.config import RunConfig, all_keys, unflatten
 from engine.errors import SpikesweepError
 from orchestrator.report.load import CURVE_KEYS, Curves, ReportInputError, SweepData, Trial, TrialKey
 
-__all__ = ["load_mlflow"]
+__all__ = ["load_mlflow", "search_all_runs"]
 
 _TRIAL_ROLE = "trial"
 _SWEEP_ROLE = "sweep"
@@ -47,8 +47,8 @@ def load_mlflow(tracking_uri: str, experiment: str) -> SweepData:
             f"{', '.join(names) or 'none'}"
         )
 
-    runs = _search_all(client, exp.experiment_id, f"tags.`spikesweep.role` = '{_TRIAL_ROLE}'")
-    parents = _search_all(client, exp.experiment_id, f"tags.`spikesweep.role` = '{_SWEEP_ROLE}'")
+    runs = search_all_runs(client, exp.experiment_id, f"tags.`spikesweep.role` = '{_TRIAL_ROLE}'")
+    parents = search_all_runs(client, exp.experiment_id, f"tags.`spikesweep.role` = '{_SWEEP_ROLE}'")
     parent = max(parents, key=lambda r: r.info.start_time or 0) if parents else None
     if parent is not None:
         runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in (None, parent.info.run_id)]
@@ -113,7 +113,8 @@ def load_mlflow(tracking_uri: str, experiment: str) -> SweepData:
     )
 
 
-def _search_all(client, experiment_id: str, filter_string: str) -> list:
+def search_all_runs(client, experiment_id: str, filter_string: str) -> list:
+    """Every run of the experiment matching ``filter_string``, fetched page by page (1000 runs a page)."""
     runs, token = [], None
     while True:
         page = client.search_runs(
