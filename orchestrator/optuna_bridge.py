@@ -38,7 +38,14 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
-from orchestrator.plan import PlannedTrial, build_plan, confirm_trials, rank_configs, search_trials_for_config
+from orchestrator.plan import (
+    PlannedTrial,
+    build_plan,
+    confirm_trials,
+    rank_configs,
+    search_stage,
+    search_trials_for_config,
+)
 from orchestrator.result_keys import (
     COMPLETE_KEY,
     EPOCHS_DONE_KEY,
@@ -258,7 +265,7 @@ class StudyBridge:
         trial = self.study.ask(distributions(self.space))
         params = dict(trial.params)
         planned = search_trials_for_config(
-            self.space, self.space.base_config(), f"o{config_index:04d}", params, self._search_stage()
+            self.space, self.space.base_config(), f"o{config_index:04d}", params, search_stage(self.space)
         )
         first, rest = planned[0], planned[1:]
         for key, value in {**first.to_config(), "attempt": 1, "tune_trial_id": tune_trial_id}.items():
@@ -269,9 +276,6 @@ class StudyBridge:
         self.tune_to_number[tune_trial_id] = trial.number
         self._repeats.extend(rest)
         return entry
-
-    def _search_stage(self) -> str:
-        return "grid" if self.space.search.mode == "grid" and not self.space.confirm else "search"
 
     def _find_orphans(self) -> list[int]:
         """Optuna trials left RUNNING (or WAITING) that no restored Tune trial owns."""

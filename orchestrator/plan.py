@@ -36,6 +36,7 @@ __all__ = [
     "config_for",
     "confirm_trials",
     "rank_configs",
+    "search_stage",
     "search_trials_for_config",
 ]
 
@@ -89,10 +90,6 @@ class SweepPlan:
     confirm_configs: int = 0
     confirm_seeds: tuple[int, ...] = ()
 
-    @property
-    def search_stage(self) -> str:
-        return "grid" if self.space.search.mode == "grid" and not self.space.confirm else "search"
-
     def trials_per_config(self) -> int:
         return 1 if self.space.pruner.seed_aware else len(self.space.search.seeds)
 
@@ -107,6 +104,11 @@ class SweepPlan:
             configs = len(self.fixed) or self.sampled_configs
             return configs * len(self.space.seeds)
         return self.max_trials()
+
+
+def search_stage(space: SweepSpace) -> str:
+    """The stage of the exploring trials: ``grid`` for a grid without confirmation, else ``search``."""
+    return "grid" if space.search.mode == "grid" and not space.confirm else "search"
 
 
 def config_for(space: SweepSpace, base: RunConfig, overrides: dict[str, Any], seed: int) -> RunConfig:
@@ -135,7 +137,7 @@ def build_plan(space: SweepSpace) -> SweepPlan:
     """The plan of a space (grid trials enumerated; sampled stages described by their sizes)."""
     base = space.base_config()
     plan = SweepPlan(space=space)
-    stage = plan.search_stage
+    stage = search_stage(space)
     if space.search.mode == "grid":
         for index, point in enumerate(space.grid_points()):
             plan.fixed.extend(search_trials_for_config(space, base, f"g{index:04d}", point, stage))
