@@ -317,7 +317,7 @@ def trial_rows(
                     "wall_time_s": record.wall_time_s if record else None,
                     "stage": planned.stage,
                     "arm": planned.params.get(ARM_KEY),
-                    "mlflow_run_id": recorder.mlflow_run_ids.get(run_key(planned.plan_key, seed), ""),
+                    "mlflow_run_id": recorder.mlflow_run_ids.get(key, ""),
                     "git_commit": meta.git_commit,
                     "hostname": record.hostname if record else "",
                     "spikesweep_version": version,
