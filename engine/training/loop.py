@@ -18,6 +18,7 @@ and a non-finite flag are summed into one device tensor; the host reads it once,
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,7 +148,7 @@ class TrainLoop:
         metrics["sliding_p"] = p_sum / iterations if self.transfer else float("nan")
         if not self.transfer:
             metrics["train_loss_domain"] = metrics["train_cka_distance"] = float("nan")
-        finite = all(map(_isfinite, values[: len(_SUM_KEYS) - 2]))  # total, static, event
+        finite = all(map(math.isfinite, values[: len(_SUM_KEYS) - 2]))  # total, static, event
         return EpochTrainStats(metrics, iterations, samples, seconds, finite)
 
 
@@ -157,7 +158,3 @@ def batch_sums(terms: LossTerms, logits_event: Tensor, labels: Tensor, batch: in
     parts = torch.stack([terms.total, terms.static, terms.event, terms.domain, distance]).detach().double()
     correct = (logits_event.detach().mean(dim=0).argmax(dim=-1) == labels).sum().double()
     return torch.cat([parts * batch, correct.reshape(1)])
-
-
-def _isfinite(value: float) -> bool:
-    return value == value and value not in (float("inf"), float("-inf"))
