@@ -30,6 +30,7 @@ Whether β·L_dom is added is the caller's decision (``add_domain``): the traine
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -255,19 +256,13 @@ def compute_loss(
     T = output.logits_event.shape[0]
     w, v, u = step_weights(alpha, T, settings, device=output.logits_event.device)
 
-    if add_domain:
+    # without add_domain, L_dom is logged only: keep it out of the autograd graph
+    with contextlib.nullcontext() if add_domain else torch.no_grad():
         distance = cka_distance(output.feat_static, output.feat_event)
         domain = (w * distance).mean()
-    else:  # logged only: keep it out of the autograd graph
-        with torch.no_grad():
-            distance = cka_distance(output.feat_static, output.feat_event)
-            domain = (w * distance).mean()
 
     static = _stream_loss(output.logits_static, labels, settings)
-    if settings.tet:
-        event = _stream_loss(output.logits_event, labels, settings, v=v, u=u)
-    else:
-        event = _stream_loss(output.logits_event, labels, settings)
+    event = _stream_loss(output.logits_event, labels, settings, v=v, u=u)  # v, u: TET terms only
     total = static + event
     if add_domain:
         total = total + settings.beta * domain
