@@ -194,9 +194,6 @@ class BatchNorm2d(StepModule, nn.BatchNorm2d):
         if not use_batch_stats:
             folded, time_major = fold_time(x)
             return unfold_time(super().forward(folded), x.shape[0], x.shape[1], time_major)
-        return self._per_step_batch_norm(x)
-
-    def _per_step_batch_norm(self, x: Tensor) -> Tensor:
         return self.per_step_forward(x)[0]
 
     def _single_kernel(self, x: Tensor) -> bool:
