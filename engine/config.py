@@ -212,12 +212,7 @@ class RunConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        data = read_yaml_file(path, "config file")
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
@@ -319,6 +314,16 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     for key, value in flat.items():
         _set_dotted(nested, key, value, "flat config", check=False)
     return nested
+
+
+def read_yaml_file(path: Path, what: str, error: type[ConfigError] = ConfigError) -> Any:
+    """The parsed YAML of ``path``; a missing file or invalid YAML raises ``error`` naming the file."""
+    if not path.is_file():
+        raise error(f"{what} {str(path)!r} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from None
 
 
 def parse_assignments(items: list[str], source: str = "--set") -> dict[str, Any]:

@@ -53,9 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from engine.config import RunConfig, all_keys, flatten
+from engine.config import RunConfig, all_keys, flatten, read_yaml_file
 from engine.errors import ConfigError
 
 __all__ = [
@@ -340,13 +338,7 @@ class SweepSpace:
 def load_space(path: str | Path) -> SweepSpace:
     """Read and validate a space file; :class:`SpaceError` names the file, key path and allowed values."""
     path = Path(path)
-    if not path.is_file():
-        raise SpaceError(f"search-space file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpaceError(f"{path}: not valid YAML: {exc}") from None
-    return parse_space(raw, path)
+    return parse_space(read_yaml_file(path, "search-space file", SpaceError), path)
 
 
 def parse_space(raw: Any, path: str | Path = "<space>") -> SweepSpace:
