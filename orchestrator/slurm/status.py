@@ -191,14 +191,16 @@ def sweep_progress(sweep_dir: Path) -> SweepProgress:
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     table = pq.read_table(layout.trials_parquet)
-    statuses = Counter(table.column("status").to_pylist())
+    # A row is one engine run; a seed-aware (wilcoxon) trial's finished seeds are COMPLETE in
+    # `run_status` while the trial's own `status` is still RUNNING (or PRUNED).
+    status_column = "run_status" if "run_status" in table.column_names else "status"
+    run_statuses = table.column(status_column).to_pylist()
+    statuses = Counter(run_statuses)
     best = None
     if metric and metric in table.column_names:
         done = [
             value
-            for value, status in zip(
-                table.column(metric).to_pylist(), table.column("status").to_pylist(), strict=True
-            )
+            for value, status in zip(table.column(metric).to_pylist(), run_statuses, strict=True)
             if value is not None and status == "COMPLETE"
         ]
         if done:

@@ -322,3 +322,27 @@ def test_status_reads_the_job_record_even_without_slurm(
     assert "job 41: cannot ask Slurm" in report
     assert "job 41 run 0: requeue: the sweep stopped early" in report
     assert "the sweep has not started yet" in report
+
+
+def test_progress_counts_runs_by_their_own_status(tmp_path: Path) -> None:
+    """A seed-aware trial still RUNNING has finished seeds: they are finished runs, and count for best."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orchestrator.slurm.status import sweep_progress
+    from orchestrator.sweepdir import SweepDir
+
+    layout = SweepDir(tmp_path / "seedaware")
+    layout.root.mkdir()
+    layout.meta_path.write_text("{}")
+    table = pa.table(
+        {
+            "status": ["RUNNING", "RUNNING", "PRUNED", "COMPLETE"],
+            "run_status": ["COMPLETE", "RUNNING", "COMPLETE", "COMPLETE"],
+            "best_test_top1": [71.0, None, 40.0, 55.0],
+        }
+    )
+    pq.write_table(table, layout.trials_parquet)
+    progress = sweep_progress(layout.root)
+    assert progress.statuses == {"COMPLETE": 3, "RUNNING": 1}
+    assert progress.finished_runs == 3
