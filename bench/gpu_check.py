@@ -67,6 +67,17 @@ class Workload:
     classes: int
 
 
+PAPER_WORKLOADS = (
+    Workload("vgg N-Caltech101", "transfer_vgg_snn", 1.0, 10, 120, 48, 101),
+    Workload("resnet18 CEP-DVS", "transfer_resnet18", 1.0, 6, 120, 48, 50),
+)
+QUICK_WORKLOADS = (
+    Workload("vgg (quick)", "transfer_vgg_snn", 0.125, 3, 4, 48, 101),
+    Workload("resnet18 (quick)", "transfer_resnet18", 0.125, 3, 4, 48, 50),
+)
+"""Timed by (b) and (c); the first one is also profiled with ``--profile``."""
+
+
 @dataclass(frozen=True)
 class Variant:
     step_mode: str
@@ -200,7 +211,7 @@ def check_neurons(device: torch.device) -> dict[str, Any]:
     }
 
 
-def check_models(device: torch.device, quick: bool) -> list[dict[str, Any]]:
+def check_models(device: torch.device) -> list[dict[str, Any]]:
     results = []
     kw = dict(num_classes=5, T=3, width=0.125)
     for name in ("transfer_vgg_snn", "transfer_resnet18", "transfer_scnn"):
@@ -261,7 +272,7 @@ def check_models(device: torch.device, quick: bool) -> list[dict[str, Any]]:
     return results
 
 
-def check_bf16_and_sync(device: torch.device, quick: bool) -> list[dict[str, Any]]:
+def check_bf16_and_sync(device: torch.device) -> list[dict[str, Any]]:
     results = []
     w = Workload("check", "transfer_vgg_snn", 0.25, 4, 8, 48, 10)
     batch = make_batch(w, device, seed=3)
@@ -510,8 +521,8 @@ def main() -> int:
         checks: list[Callable[[], Any]] = [
             check_imports,
             lambda: check_neurons(device),
-            lambda: check_models(device, args.quick),
-            lambda: check_bf16_and_sync(device, args.quick),
+            lambda: check_models(device),
+            lambda: check_bf16_and_sync(device),
         ]
         log("\nchecks")
         for check in checks:
@@ -524,27 +535,13 @@ def main() -> int:
                 report.checks.append(item)
                 log(f"  [{'ok' if item['ok'] else 'FAIL'}] {item['name']}: {item['detail']}")
             save()
+    workloads = QUICK_WORKLOADS if args.quick else PAPER_WORKLOADS
     if not args.skip_timing:
-        if args.quick:
-            workloads = [
-                Workload("vgg (quick)", "transfer_vgg_snn", 0.125, 3, 4, 48, 101),
-                Workload("resnet18 (quick)", "transfer_resnet18", 0.125, 3, 4, 48, 50),
-            ]
-        else:
-            workloads = [
-                Workload("vgg N-Caltech101", "transfer_vgg_snn", 1.0, 10, 120, 48, 101),
-                Workload("resnet18 CEP-DVS", "transfer_resnet18", 1.0, 6, 120, 48, 50),
-            ]
         for w in workloads:
             timing_section(w, device, iters, warmup, report, save)
     if args.profile:
-        w = (
-            Workload("vgg (quick)", "transfer_vgg_snn", 0.125, 3, 4, 48, 101)
-            if args.quick
-            else Workload("vgg N-Caltech101", "transfer_vgg_snn", 1.0, 10, 120, 48, 101)
-        )
         try:
-            profile_section(w, device, report)
+            profile_section(workloads[0], device, report)
         except Exception as exc:
             report.errors.append(f"profile: {exc!r}")
             log(f"profile FAILED: {exc!r}")
