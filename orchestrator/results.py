@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import types
 import typing
 from collections.abc import Iterable
@@ -29,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from ray.tune import Callback
 
 from engine.config import RunConfig
-from engine.training.records import INT_KEYS, alpha_keys, metric_keys
+from engine.training.records import INT_KEYS, alpha_keys, metric_keys, write_table_atomic
 from orchestrator.optuna_bridge import StudyBridge, TrialStatus
 from orchestrator.plan import PlannedTrial, config_for
 from orchestrator.result_keys import HOSTNAME_KEY, SEED_DONE_KEY, SEED_INDEX_KEY, SEED_KEY, WALL_TIME_KEY
@@ -370,10 +368,7 @@ def write_tables(
 
 
 def _write(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
-    table = pa.Table.from_pylist(rows, schema=schema)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_table_atomic(pa.Table.from_pylist(rows, schema=schema), path)
 
 
 def _opt(record: dict[str, float] | None, key: str) -> float | None:

@@ -74,7 +74,13 @@ def write_records(path: str | Path, rows: Sequence[dict[str, Any]], T: int) -> N
     path = Path(path)
     schema = epoch_schema(T)
     columns = {key: [_cast(row[key], key) for row in rows] for key in schema.names}
-    table = pa.table(columns, schema=schema)
+    write_table_atomic(pa.table(columns, schema=schema), path)
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` through a temporary file and a rename, so that a reader (a resumed
+    run, a report on a running sweep) sees the old file or the new one, never half of one. The
+    temporary name carries the process id, so two writers never share it."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     pq.write_table(table, tmp)
     os.replace(tmp, path)

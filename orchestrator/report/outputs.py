@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from engine.training.records import write_table_atomic
 from orchestrator.report.aggregate import SweepReport
 from orchestrator.report.load import CONFIG_PREFIX
 
@@ -137,8 +137,5 @@ def comparison_records(report: SweepReport) -> list[dict[str, Any]]:
 
 def write_parquet(records: list[dict[str, Any]], schema: pa.Schema, path: Path) -> Path:
     """Write atomically (temp file + rename) so a reader never sees half a file."""
-    table = pa.Table.from_pylist(records, schema=schema)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    write_table_atomic(pa.Table.from_pylist(records, schema=schema), path)
     return path
