@@ -38,7 +38,8 @@ A space file, top to bottom (every key but ``name`` is optional)::
     max_failures: 2                  # retries of a crashed trial, from its last checkpoint
     mlflow: {enabled: true, tracking_uri: null, experiment: null}
     progress: {interval_s: 30}
-    report: {baseline: {method.beta: 0.0}, baseline_name: "no transfer loss"}   # for spikesweep report
+    report: {baseline: {method.beta: 0.0}, baseline_name: "no transfer loss",   # for spikesweep report
+             kind: standard}          # standard | data_ratio | ablation (default: from the space)
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ from engine.errors import ConfigError
 
 __all__ = [
     "ARM_KEY",
+    "DATA_RATIO_KEY",
+    "REPORT_KINDS",
     "PARAM_TYPES",
     "PRUNERS",
     "SEARCH_MODES",
@@ -78,6 +81,10 @@ SEARCH_MODES = ("grid", "random", "optuna")
 SAMPLERS = ("tpe", "random")
 PARAM_TYPES = ("choice", "uniform", "loguniform", "int")
 OBJECTIVE_MODES = ("max", "min")
+REPORT_KINDS = ("standard", "data_ratio", "ablation")
+"""What ``spikesweep report`` draws: the ranked table only, the paper's data-ratio curve or ablation table."""
+DATA_RATIO_KEY = "data.traindata_ratio"
+"""The run-config key a data-ratio study varies: the fraction of the event training recordings kept."""
 ARM_KEY = "arm"
 """The name under which the chosen arm appears among a trial's varied keys and Optuna params."""
 
@@ -602,7 +609,17 @@ class _Parser:
             return
         if not isinstance(value, dict):
             raise self.fail("report", f"{value!r} must be a mapping like {{baseline: {{method.beta: 0.0}}}}")
-        self._check_keys(value, ("baseline", "baseline_name"), "report")
+        self._check_keys(value, ("baseline", "baseline_name", "kind"), "report")
+        kind = value.get("kind")
+        if kind is not None and kind not in REPORT_KINDS:
+            raise self.fail(
+                "report.kind", f"{kind!r} is not a report kind; allowed: {', '.join(REPORT_KINDS)}"
+            )
+        if kind == "data_ratio" and DATA_RATIO_KEY not in {p.key for p in parameters}:
+            raise self.fail(
+                "report.kind",
+                f"a data_ratio report needs the fractions: `parameters: {{{DATA_RATIO_KEY}: [...]}}`",
+            )
         name = value.get("baseline_name")
         if name is not None and not isinstance(name, str):
             raise self.fail("report.baseline_name", f"{name!r} must be a string")
