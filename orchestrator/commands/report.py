@@ -32,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='what to call the baseline in the ablation table, e.g. "full method" (default: the space '
         "file's report.baseline_name, else baseline)",
     )
+    parser.add_argument(
+        "--kind",
+        choices=("standard", "data_ratio", "ablation"),
+        help="the paper figure to draw: data_ratio (accuracy vs event-data fraction per arm, paired Δ per "
+        "fraction) or ablation (✓/✗ component table, Δ vs the full method); default: the space's "
+        "report.kind, else detected from the space (varies data.traindata_ratio → data_ratio; arms with an "
+        "arm baseline → ablation)",
+    )
     add_metric_arguments(parser)
     parser.add_argument(
         "--out", type=Path, help="output directory (default: SWEEP/report, or ./report-EXPERIMENT)"
@@ -93,12 +101,18 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.confidence < 1:
         raise ConfigError(f"--confidence {args.confidence} must be between 0 and 1")
+    from engine.config import parse_assignments
+    from orchestrator.report.paper import build_ablation, build_data_ratio, detect_kind
+
     sweep = load_source(args.sweep, args.experiment, args.mlflow_uri)
     space_report = _space_report(sweep.space)
+    kind = detect_kind(sweep.space, args.kind)
+    baseline = args.baseline or _space_baseline(sweep.space)
     report = build_report(
         sweep,
         metric=args.metric,
-        baseline=args.baseline or _space_baseline(sweep.space),
+        # A data-ratio baseline is an arm at every fraction, not one configuration: the study pairs them.
+        baseline=None if kind == "data_ratio" else baseline,
         mode=args.mode,
         confidence=args.confidence,
         allow_partial=args.partial,
@@ -106,13 +120,26 @@ def run(args: argparse.Namespace) -> int:
     )
     out_dir = args.out or (sweep.sweep_dir / "report" if sweep.sweep_dir else Path(f"report-{sweep.name}"))
 
+    paper = None
+    if kind == "data_ratio":
+        wanted = parse_assignments(baseline, "--baseline") if isinstance(baseline, list) else baseline
+        paper = build_data_ratio(report, wanted)
+    elif kind == "ablation":
+        paper = build_ablation(report)
+
     study = None
     if sweep.sweep_dir is not None and not args.no_plots:
         from orchestrator.report.study import find_study
 
         study = find_study(sweep.sweep_dir, sweep.space)
-    written = write_report(report, out_dir, plots=not args.no_plots, study=study)
+    written = write_report(report, out_dir, plots=not args.no_plots, study=study, paper=paper)
     _print_report(report)
+    if paper is not None:
+        title = "data-ratio study" if kind == "data_ratio" else "ablation (paper layout)"
+        print(f"\n{title}:\n")
+        print(paper.table().to_text())
+        for note in getattr(paper, "notes", []):
+            print(f"note: {note}")
     figures = f", {len(written.plots)} figures" if written.plots else ""
     print(f"\nwrote {out_dir}/: report.md, summary.parquet, comparisons.parquet{figures}")
     if not args.no_mlflow:

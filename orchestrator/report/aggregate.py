@@ -37,6 +37,7 @@ __all__ = [
     "group_trials",
     "label_keys",
     "resolve_baseline",
+    "same_value",
 ]
 
 SUMMARY_METRICS = ("best_test_top1", "last_test_top1")
@@ -332,7 +333,7 @@ def resolve_baseline(
                 f"--baseline: {key!r} is not a config key of this sweep; keys that vary here: "
                 f"{', '.join(keys) or 'none (one configuration)'}; configurations:\n{listing}"
             )
-    matches = [g for g in groups if all(_same(g.config.get(k), v) for k, v in wanted.items())]
+    matches = [g for g in groups if all(same_value(g.config.get(k), v) for k, v in wanted.items())]
     asked = ", ".join(f"{k}={format_value(v)}" for k, v in wanted.items())
     if not matches:
         seen = {k: sorted({format_value(g.config.get(k)) for g in groups}) for k in wanted}
@@ -393,7 +394,7 @@ def _listing(groups: list[ConfigGroup]) -> str:
     return "\n".join(f"  - {g.label or g.config_hash} ({g.config_hash})" for g in groups)
 
 
-def _same(actual: Any, wanted: Any) -> bool:
+def same_value(actual: Any, wanted: Any) -> bool:
     if isinstance(actual, bool) or isinstance(wanted, bool):
         return actual is wanted or (isinstance(wanted, str) and wanted.lower() == str(actual).lower())
     if _is_number(actual) and _is_number(wanted):
@@ -401,7 +402,9 @@ def _same(actual: Any, wanted: Any) -> bool:
         close = math.isclose(float(actual), float(wanted), rel_tol=1e-9, abs_tol=1e-12)
         return close or format_value(float(actual)) == format_value(float(wanted))
     if isinstance(actual, list | tuple) and isinstance(wanted, list | tuple):
-        return len(actual) == len(wanted) and all(_same(a, w) for a, w in zip(actual, wanted, strict=True))
+        return len(actual) == len(wanted) and all(
+            same_value(a, w) for a, w in zip(actual, wanted, strict=True)
+        )
     if actual is None or wanted is None:
         return actual is None and wanted is None
     return str(actual) == str(wanted)

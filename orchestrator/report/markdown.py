@@ -25,8 +25,17 @@ _PLOT_TITLES = {
 }
 
 
-def render_markdown(report: SweepReport, plots: dict[str, str], plot_notes: list[str]) -> str:
-    """The whole document; ``plots`` maps plot names to file names relative to ``report.md``."""
+_SHOWN_IN_PAPER_SECTION = ("data_ratio",)
+
+
+def render_markdown(
+    report: SweepReport, plots: dict[str, str], plot_notes: list[str], paper_section: str | None = None
+) -> str:
+    """The whole document; ``plots`` maps plot names to file names relative to ``report.md``.
+
+    ``paper_section`` is the Markdown of the data-ratio or ablation study (:mod:`orchestrator.report.paper`),
+    placed right after the header: it is what such a sweep was run for.
+    """
     sweep = report.sweep
     counts = sweep.status_counts()
     ci = f"{report.confidence:.0%}"
@@ -50,6 +59,8 @@ def render_markdown(report: SweepReport, plots: dict[str, str], plot_notes: list
     group_notes = [f"{s.group.label}: {n}" for s in report.summaries for n in s.group.notes]
     lines += [f"- **note:** {n}" for n in group_notes]
 
+    if paper_section:
+        lines += ["", paper_section.rstrip()]
     lines += [
         "",
         f"## Configurations, ranked by {metric_title(report.metric)}",
@@ -94,6 +105,8 @@ def render_markdown(report: SweepReport, plots: dict[str, str], plot_notes: list
     if plots or plot_notes:
         lines += ["## Figures", ""]
         for name, file in plots.items():
+            if name in _SHOWN_IN_PAPER_SECTION and paper_section:
+                continue
             lines += [f"### {_PLOT_TITLES.get(name, name)}", "", f"![{name}]({file})", ""]
         lines += [f"- {note}" for note in plot_notes]
         lines.append("")

@@ -32,10 +32,15 @@ class WrittenReport:
         return self.out_dir / name
 
 
-def write_report(report: SweepReport, out_dir: Path, *, plots: bool = True, study=None) -> WrittenReport:
+def write_report(
+    report: SweepReport, out_dir: Path, *, plots: bool = True, study=None, paper=None
+) -> WrittenReport:
     """Write ``summary.parquet``, ``comparisons.parquet``, the PNGs, ``ablation.tex`` and ``report.md``.
 
-    ``study`` is the sweep's Optuna study (``orchestrator.report.study.find_study``) when it has one.
+    ``study`` is the sweep's Optuna study (``orchestrator.report.study.find_study``) when it has one;
+    ``paper`` a :class:`~orchestrator.report.paper.DataRatioStudy` or
+    :class:`~orchestrator.report.paper.AblationStudy`, whose files are written too and whose section
+    leads ``report.md``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +74,18 @@ def write_report(report: SweepReport, out_dir: Path, *, plots: bool = True, stud
             written.notes.extend(study_notes)
         written.files.extend(written.plots.values())
 
+    paper_section = None
+    if paper is not None:
+        for name, path in paper.write(out_dir, plots=plots).items():
+            if name.endswith(".png"):
+                written.plots[name.removesuffix(".png")] = path
+            written.files.append(path)
+        figure = "data_ratio.png" if plots and paper.kind == "data_ratio" else None
+        paper_section = paper.markdown(figure)
+
     markdown = out_dir / "report.md"
-    markdown.write_text(render_markdown(report, {k: p.name for k, p in written.plots.items()}, written.notes))
+    markdown.write_text(
+        render_markdown(report, {k: p.name for k, p in written.plots.items()}, written.notes, paper_section)
+    )
     written.files.append(markdown)
     return written
