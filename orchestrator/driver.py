@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from engine.errors import ConfigError
 from orchestrator.plan import ConfigScore, build_plan
-from orchestrator.preflight import check_cluster_fits, check_datasets, max_concurrent_trials
+from orchestrator.preflight import check_cluster_fits, check_datasets, local_resources, max_concurrent_trials
 from orchestrator.space import SweepSpace, load_space
 from orchestrator.summary import format_best, format_plan
 from orchestrator.sweepdir import SweepDir, SweepMeta
@@ -61,6 +61,7 @@ def run_sweep(
     resume: bool | None = None,
     dry_run: bool = False,
     out: TextIO | None = None,
+    estimate: bool = False,
 ) -> SweepOutcome:
     """Run (or resume, or only plan) the sweep a space file describes.
 
@@ -73,6 +74,8 @@ def run_sweep(
             one (or use the one this process already started).
         resume: ``None`` resumes an existing sweep or starts a new one; ``True`` insists on resuming.
         dry_run: print the plan and resources, start nothing.
+        estimate: with ``dry_run``, also time the plan's run shapes and print a wall-time estimate
+            (:mod:`orchestrator.estimate`).
         out: where to print (default stdout).
     """
     stream = out or sys.stdout
@@ -81,6 +84,11 @@ def run_sweep(
     plan = build_plan(space)
     if dry_run:
         print(format_plan(plan, sweep_dir, address), file=stream)
+        if estimate:
+            from orchestrator.estimate import estimate_sweep, format_estimate  # noqa: PLC0415
+
+            concurrency = space.max_concurrent_trials or max_concurrent_trials(space, local_resources())
+            print(format_estimate(estimate_sweep(space, plan, concurrency)), file=stream)
         return SweepOutcome(sweep_dir=sweep_dir.root, dry_run=True)
     existing = sweep_dir.exists()
     if resume and not existing:

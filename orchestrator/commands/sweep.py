@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="validate the space, print the trial plan and resources, run nothing",
     )
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="with --dry-run: time real training steps of each run shape here and estimate the sweep's "
+        "wall time (imports torch; a few seconds per shape)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         storage=args.storage,
         address=args.address,
         resume=True if args.resume else None,
-        dry_run=args.dry_run,
+        dry_run=args.dry_run or args.estimate,
+        estimate=args.estimate,
     )
     return outcome.exit_code
