@@ -123,6 +123,10 @@ class MethodConfig:
     smoothing: float = 0.0
     static_channel: str = "v"
     """``v`` (HSV value), ``blue`` (the original "no HSV" arm) or ``gray``."""
+    static_bn_stats: bool = True
+    """The static pass updates BatchNorm running statistics, as the original (spec §11 item 23), so the
+    event-only evaluation normalises with statistics partly estimated on static images; ``false`` keeps
+    the running statistics of the event pass alone (the static pass still uses its batch statistics)."""
     legacy_nosliding_drops_domain: bool = False
     """Spec §11 item 1: the ``step`` schedule (``--no-sliding-training``) silently drops the domain loss."""
     legacy_tsregular_mse_sigmoid: bool = False

@@ -18,7 +18,8 @@ small ones and each neuron's time loop is one autograd node (``bench/bench_engin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -195,6 +196,13 @@ class TransferModel(SpikingModel):
 
     is_transfer: ClassVar[bool] = True
 
+    static_bn_stats: bool = True
+    """Whether the static pass updates BatchNorm running statistics. ``True`` is the original (spec §11
+    item 23: 2T updates per iteration, the event pass last), so evaluation — event data only — normalises
+    with statistics partly estimated on static images. ``False`` freezes them during the static pass
+    (batch statistics still normalise it), so they describe event data alone. Set from
+    ``method.static_bn_stats`` by the model builder."""
+
     def __init__(self, *, num_classes: int, T: int, input_size: int | None = None) -> None:
         super().__init__(num_classes=num_classes, T=T, input_size=input_size)
         self.coefficient = nn.ParameterList([nn.Parameter(torch.ones(1)) for _ in range(self.T)])
@@ -220,8 +228,24 @@ class TransferModel(SpikingModel):
             )
         self.check_input(x_static, "static")
         self.check_input(x_event, "event")
-        feat_s, logits_s = self.run_pass(x_static.transpose(0, 1), self.static_head)
+        with _running_stats_frozen(self, not self.static_bn_stats):
+            feat_s, logits_s = self.run_pass(x_static.transpose(0, 1), self.static_head)
         feat_e, logits_e = self.run_pass(x_event.transpose(0, 1), self.event_head)
         return TransferOutput(
             feat_static=feat_s, feat_event=feat_e, logits_static=logits_s, logits_event=logits_e
         )
+
+
+@contextlib.contextmanager
+def _running_stats_frozen(model: nn.Module, frozen: bool) -> Iterator[None]:
+    """Momentum 0 on every BatchNorm for the duration: r ← (1 − 0)·r + 0·s leaves the running statistics
+    as they were, on the step-by-step and the closed-form multi-step path alike."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if frozen else []
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved, strict=True):
+            m.momentum = momentum

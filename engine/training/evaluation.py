@@ -18,7 +18,7 @@ from torch import nn
 
 from engine.training.runtime import autocast
 
-__all__ = ["evaluate", "evaluate_checkpoint", "topk_correct"]
+__all__ = ["evaluate", "evaluate_checkpoint", "recalibrate_batchnorm", "topk_correct"]
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> torch.Tensor:
@@ -69,12 +69,55 @@ def evaluate(
     }
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    batches: int,
+    precision: str = "fp32",
+) -> int:
+    """Re-estimate every BatchNorm's running statistics from ``batches`` event batches (event branch).
+
+    A diagnostic: a transfer model's running statistics are updated by its static pass too (spec §11
+    item 23), so evaluating on events normalises with statistics partly estimated on static images. This
+    resets them and runs the event branch in training mode, without gradients, over ``batches`` batches
+    of ``loader`` (the event *training* split: never the test split it is then evaluated on), so each
+    layer's momentum average forgets its reset value (0.9^(T·batches) of it remains). Returns the number
+    of batches used.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return 0
+    for m in norms:
+        m.reset_running_stats()
+    was_training = model.training
+    model.train()
+    used = 0
+    try:
+        while used < batches:
+            before = used
+            for frames, _ in loader:
+                with autocast(device, precision):
+                    model.forward_event(frames.to(device, non_blocking=True))
+                used += 1
+                if used == batches:
+                    break
+            if used == before:
+                raise ValueError("the calibration loader yielded no batches")
+    finally:
+        model.train(was_training)
+    return used
+
+
 def evaluate_checkpoint(
-    path: str | Path, overrides: list[str] | dict[str, Any] | None = None
+    path: str | Path, overrides: list[str] | dict[str, Any] | None = None, recalibrate_bn: int = 0
 ) -> dict[str, Any]:
     """Evaluate a checkpoint of either format (:mod:`engine.training.loading`) on its test split.
 
     Returns the metrics of :func:`evaluate` plus where they came from (checkpoint, format, model, pair).
+    ``recalibrate_bn`` > 0 first re-estimates the BatchNorm running statistics on that many event
+    training batches (:func:`recalibrate_batchnorm`).
     """
     from engine.data import build_data  # noqa: PLC0415 — heavy imports only when evaluating
     from engine.training.loading import load_weights, restore_model  # noqa: PLC0415
@@ -86,6 +129,7 @@ def evaluate_checkpoint(
     device = resolve_device(config.device)
     bundle = build_data(config)
     model = restore_model(loaded, bundle.num_classes).to(device)
+    used = recalibrate_batchnorm(model, bundle.train_loader, device, recalibrate_bn, config.precision)
     metrics = evaluate(model, bundle.test_loader, device, config.precision)
     return {
         "checkpoint": str(loaded.path),
@@ -93,5 +137,6 @@ def evaluate_checkpoint(
         "model": config.model.name,
         "pair": config.data.pair,
         **metrics,
+        "bn_recalibration_batches": used,
         **{f"checkpoint_{k}": v for k, v in loaded.info.items()},
     }

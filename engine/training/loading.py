@@ -85,7 +85,7 @@ def build_model(config: RunConfig, num_classes: int, device: str | torch.device 
     m = config.model
     if device is None and config.device != "auto":
         device = config.device
-    return create_model(
+    model = create_model(
         m.name,
         num_classes=num_classes,
         T=config.T,
@@ -99,6 +99,9 @@ def build_model(config: RunConfig, num_classes: int, device: str | torch.device 
         recompute=m.recompute,
         device=device,
     )
+    if getattr(model, "is_transfer", False):
+        model.static_bn_stats = config.method.static_bn_stats
+    return model
 
 
 def restore_model(loaded: LoadedWeights, num_classes: int) -> nn.Module:

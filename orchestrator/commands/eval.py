@@ -30,12 +30,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_overrides_argument(parser, "override config keys, e.g. data.root=/data device=cpu batch_size=64")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the metrics to FILE as JSON")
+    parser.add_argument(
+        "--recalibrate-bn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="diagnostic: first re-estimate BatchNorm running statistics on N event training batches "
+        "(a transfer model's are partly static-image statistics); default 0 = as trained",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.training.evaluation import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.overrides)
+    if args.recalibrate_bn < 0:
+        from engine.errors import ConfigError
+
+        raise ConfigError(f"--recalibrate-bn {args.recalibrate_bn} must be ≥ 0 (batches)")
+    metrics = evaluate_checkpoint(args.checkpoint, args.overrides, recalibrate_bn=args.recalibrate_bn)
+    recalibrated = metrics["bn_recalibration_batches"]
+    if recalibrated:
+        print(f"BatchNorm running statistics re-estimated on {recalibrated} event training batches")
     print(
         f"{metrics['checkpoint']} ({metrics['source']}, {metrics['model']}): "
         f"test top-1 {metrics['test_top1']:.2f}%  top-5 {metrics['test_top5']:.2f}%  "
