@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from engine.errors import ConfigError
+from engine.yamlio import load_yaml_text, read_yaml_file
 
 __all__ = [
     "ConfigError",
@@ -320,16 +321,6 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def read_yaml_file(path: Path, what: str, error: type[ConfigError] = ConfigError) -> Any:
-    """The parsed YAML of ``path``; a missing file or invalid YAML raises ``error`` naming the file."""
-    if not path.is_file():
-        raise error(f"{what} {str(path)!r} does not exist")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {exc}") from None
-
-
 def parse_assignments(items: list[str], source: str = "--set") -> dict[str, Any]:
     """Parse ``["a.b=1", "c=true"]`` into ``{"a.b": 1, "c": True}`` with YAML scalar typing."""
     out: dict[str, Any] = {}
@@ -338,7 +329,7 @@ def parse_assignments(items: list[str], source: str = "--set") -> dict[str, Any]
         if not sep or not key.strip():
             raise ConfigError(f"{source}: expected KEY=VALUE, got {item!r}")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            out[key.strip()] = load_yaml_text(raw) if raw.strip() else None
         except yaml.YAMLError:
             out[key.strip()] = raw
     return out
