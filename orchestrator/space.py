@@ -54,11 +54,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import RunConfig, all_keys, flatten, read_yaml_file
+from engine.config import RunConfig, all_keys, flatten
 from engine.errors import ConfigError
+from engine.yamlio import read_yaml_file
 
 __all__ = [
     "ARM_KEY",
+    "MAX_GRID_POINTS",
+    "MAX_SEEDS",
     "DATA_RATIO_KEY",
     "REPORT_KINDS",
     "PARAM_TYPES",
@@ -73,6 +76,7 @@ __all__ = [
     "SearchSpec",
     "SpaceError",
     "SweepSpace",
+    "check_name",
     "load_space",
     "parse_space",
 ]
@@ -123,7 +127,26 @@ _TOP_KEYS = (
     "progress",
     "report",
 )
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+MAX_SEEDS = 10_000
+MAX_GRID_POINTS = 100_000
+MAX_RUNS = 1_000_000
+"""Limits checked arithmetically, before any list of seeds, grid points or runs is built."""
+MAX_TRIALS_PER_GPU = 64
+"""A GPU fraction must be 1/n with n ≤ 64: beyond that a trial's memory share is a few hundred MB."""
+
+
+def check_name(name: Any, where: str) -> str:
+    """A sweep or arm name: it becomes a directory name, a Slurm job name and a shell word, so only
+    letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit (no ``/``, no ``..``)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise SpaceError(
+            f"{where}: {name!r} must be a name of 1–100 letters, digits, '_', '.' or '-' starting with a "
+            "letter or digit"
+        )
+    return name
+
+
 # Keys a resumed sweep may change: they affect neither which trials run nor what they compute.
 _RESUME_SAFE_KEYS = ("description", "progress", "report")
 
@@ -152,6 +175,14 @@ class Param:
     @property
     def is_discrete(self) -> bool:
         return self.kind in ("grid", "choice") or (self.kind == "int" and not self.log)
+
+    def count(self) -> int:
+        """How many values :meth:`grid_values` has, computed without building the list."""
+        if self.kind in ("grid", "choice"):
+            return len(self.values)
+        if self.kind == "int" and self.low is not None and self.high is not None:
+            return max(0, (int(self.high) - int(self.low)) // int(self.step or 1) + 1)
+        raise SpaceError(f"parameter {self.key!r} ({self.kind}) has no finite list of values")
 
     def grid_values(self) -> list[Any]:
         """Every value of a discrete parameter, in file order (an ``int`` range is expanded)."""
@@ -315,7 +346,8 @@ class SweepSpace:
             yield {p.key: v for p, v in zip(params, combo, strict=True)}
 
     def grid_size(self) -> int:
-        return math.prod(len(p.grid_values()) for p in self.all_params())
+        """Points of the grid, computed arithmetically: a huge axis is refused before it is expanded."""
+        return math.prod(p.count() for p in self.all_params())
 
     def max_T(self) -> int:
         """The largest time-step count any trial can have (fixes the ``alpha_*`` columns of the results)."""
@@ -378,9 +410,7 @@ class _Parser:
                 f"{self.path}: a search space must be a mapping of keys, got {type(raw).__name__}"
             )
         self._check_keys(raw, _TOP_KEYS, "")
-        name = raw.get("name", self.path.stem)
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise self.fail("name", f"{name!r} must be a name of letters, digits, '_', '.' or '-'")
+        name = check_name(raw.get("name", self.path.stem), f"{self.path}: name")
         description = self._typed(raw, "description", str, "", "")
         preset = raw.get("preset")
         if preset is not None and not isinstance(preset, str):
@@ -454,12 +484,16 @@ class _Parser:
 
     def _seeds(self, value: Any) -> tuple[int, ...]:
         if _is_int(value, minimum=1):
+            if value > MAX_SEEDS:
+                raise self.fail("seeds", f"{value} seeds; at most {MAX_SEEDS}")
             return tuple(range(value))
         if not isinstance(value, list) or not value:
             raise self.fail("seeds", f"{value!r} must be a non-empty list of integers ≥ 0, or a count ≥ 1")
         for i, seed in enumerate(value):
             if not _is_int(seed, minimum=0):
                 raise self.fail(f"seeds[{i}]", f"{seed!r} must be an integer ≥ 0")
+        if len(value) > MAX_SEEDS:
+            raise self.fail("seeds", f"{len(value)} seeds; at most {MAX_SEEDS}")
         if len(set(value)) != len(value):
             raise self.fail("seeds", f"{value!r} lists a seed twice")
         return tuple(value)
@@ -747,8 +781,8 @@ class _Parser:
             fractions = ", ".join(_short(1 / n) for n in (2, 3, 4, 5, 6, 8))
             raise self.fail(
                 "resources.gpu",
-                f"{gpu} does not divide 1, so trials cannot pack a GPU evenly; allowed: 1/n "
-                f"(e.g. {fractions}) or a whole number of GPUs",
+                f"{gpu} is not 1/n for a whole n from 2 to {MAX_TRIALS_PER_GPU}, so trials cannot pack a GPU "
+                f"evenly; allowed: 1/n (e.g. {fractions}) or a whole number of GPUs",
             )
         if gpu > 1 and gpu != int(gpu):
             raise self.fail("resources.gpu", f"{gpu}: more than one GPU must be a whole number")
@@ -801,15 +835,25 @@ class _Parser:
 
     def _check_run_configs(self, space: SweepSpace) -> None:
         """Every planned point (grid) or every boundary value (ranges) must be a valid run config."""
+        from engine.validation import check_config  # noqa: PLC0415
+
         try:
-            base = space.base_config().validate()
+            base = check_config(space.base_config())
         except ConfigError as exc:
             raise SpaceError(f"{self.path}: base: {_strip_source(str(exc))}") from None
         for arm in space.arms:
             self._validate_point(base, arm.overrides, f"arms[{arm.name}].set")
         if space.search.mode == "grid":
-            if space.grid_size() > 100_000:
-                raise self.fail("parameters", f"the grid has {space.grid_size()} points; at most 100000")
+            if space.grid_size() > MAX_GRID_POINTS:
+                raise self.fail(
+                    "parameters", f"the grid has {space.grid_size()} points; at most {MAX_GRID_POINTS}"
+                )
+            if space.grid_size() * len(space.seeds) > MAX_RUNS:
+                raise self.fail(
+                    "seeds",
+                    f"{space.grid_size()} grid points × {len(space.seeds)} seeds = "
+                    f"{space.grid_size() * len(space.seeds)} runs; at most {MAX_RUNS}",
+                )
             for point in space.grid_points():
                 where = "parameters " + ", ".join(f"{k}={_short(v)}" for k, v in point.items())
                 self._validate_point(base, space.overrides_for(point), where)
@@ -834,8 +878,10 @@ class _Parser:
             )
 
     def _validate_point(self, base: RunConfig, overrides: dict[str, Any], where: str) -> None:
+        from engine.validation import check_config  # noqa: PLC0415 — the trainer's own checks
+
         try:
-            base.with_overrides(overrides, source="x").validate()
+            check_config(base.with_overrides(overrides, source="x"))
         except ConfigError as exc:
             raise SpaceError(f"{self.path}: {where}: {_strip_source(str(exc))}") from None
 
@@ -875,7 +921,7 @@ def _is_number(value: Any) -> bool:
 
 def _divides_one(fraction: float) -> bool:
     n = round(1 / fraction)
-    return n >= 1 and abs(n * fraction - 1) < 1e-9
+    return 1 <= n <= MAX_TRIALS_PER_GPU and abs(n * fraction - 1) < 1e-9
 
 
 def _short(value: Any) -> str:

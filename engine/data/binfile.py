@@ -18,10 +18,24 @@ from tonic.io import read_mnist_file
 
 from engine.errors import DatasetError
 
-__all__ = ["Events", "MAX_TIMESTAMP_US", "read_bin_events", "write_bin_events"]
+__all__ = [
+    "ATIS_SENSOR",
+    "Events",
+    "MAX_TIMESTAMP_US",
+    "implausible_events",
+    "read_bin_events",
+    "write_bin_events",
+]
 
 MAX_TIMESTAMP_US = 2**23
 OVERFLOW_Y = 240
+
+ATIS_SENSOR = (304, 240)
+"""Width and height of the ATIS sensor that recorded N-MNIST and N-Caltech101."""
+MAX_DISORDERED_FRACTION = 0.01
+"""Recordings are time-ordered; random or shifted bytes decrease about every other step."""
+MAX_EVENT_RATE_HZ = 1e8
+"""Far above any DVS's bandwidth (≈ 10⁷ events/s for the fastest sensors)."""
 
 #: Plain structured event dtype used across the data package (tonic's field names and order).
 Events = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
@@ -78,4 +92,34 @@ def read_bin_events(path: str | Path) -> np.ndarray:
     events = read_mnist_file(str(path), dtype=Events)
     if len(events) == 0:
         raise DatasetError(f"event file {path} holds no events (only overflow markers)")
+    problems = implausible_events(events, ATIS_SENSOR)
+    if problems:
+        raise DatasetError(
+            f"event file {path} does not look like an N-Caltech101 recording: {'; '.join(problems)} "
+            "(a corrupt file, or not this format); re-extract or re-download it"
+        )
     return events
+
+
+def implausible_events(events: np.ndarray, sensor: tuple[int, int]) -> list[str]:
+    """What makes ``events`` (x, y, t, p fields) implausible for a recording of a ``sensor = (W, H)``
+    camera: coordinates outside it, timestamps out of order, a polarity other than 0/1, an impossible
+    event rate. Cheap (a few vectorised passes), so every read is checked."""
+    problems = []
+    x, y, t = events["x"], events["y"], events["t"]
+    width, height = sensor
+    outside = int(np.count_nonzero((x < 0) | (x >= width) | (y < 0) | (y >= height)))
+    if outside:
+        problems.append(f"{outside} of {len(events)} events outside the {width}×{height} sensor")
+    if len(t) > 1:
+        backwards = int(np.count_nonzero(np.diff(t) < 0))
+        if backwards > MAX_DISORDERED_FRACTION * (len(t) - 1):
+            problems.append(f"timestamps go backwards at {backwards} of {len(t) - 1} steps")
+        duration_s = max(int(t.max() - t.min()), 1) * 1e-6
+        if len(t) / duration_s > MAX_EVENT_RATE_HZ:
+            problems.append(f"{len(t)} events within {duration_s * 1e6:.0f} µs, an impossible rate")
+    if events.dtype["p"] != np.bool_:
+        bad = int(np.count_nonzero((events["p"] != 0) & (events["p"] != 1)))
+        if bad:
+            problems.append(f"{bad} polarities other than 0 and 1")
+    return problems

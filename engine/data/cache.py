@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import DatasetError
+
 __all__ = ["ArrayCache", "default_cache_root", "key_digest"]
 
 _SAMPLE_BLOCKS = 64
@@ -208,8 +210,16 @@ class ArrayCache:
     # ------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self, lock: Path) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(lock, "a+") as handle:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(lock, "a+")  # noqa: SIM115 — closed by the with below
+        except OSError as exc:
+            raise DatasetError(
+                f"the frame cache directory {str(self.root)!r} is not writable ({exc.strerror or exc}); "
+                "point SPIKESWEEP_CACHE (or data.cache_root) at a directory you can write, e.g. "
+                "SPIKESWEEP_CACHE=$TMPDIR/spikesweep"
+            ) from None
+        with handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield

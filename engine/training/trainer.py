@@ -53,6 +53,7 @@ from engine.training.optim import create_optimizer, lr_at_epoch, set_lr
 from engine.training.records import alpha_keys, metric_keys, write_records
 from engine.training.rng import capture_rng_state, epoch_generators, restore_rng_state, seed_everything
 from engine.training.runtime import PeakMemory, configure_determinism, resolve_device
+from engine.validation import check_config
 
 __all__ = ["RunResult", "build_model", "check_config", "train"]
 
@@ -80,29 +81,6 @@ class RunResult:
 
 # --------------------------------------------------------------------------------------------------
 # configuration checks and model construction
-
-
-def check_config(config: RunConfig) -> RunConfig:
-    """All checks that need no data: :meth:`RunConfig.validate` plus what the trainer needs."""
-    config.validate()
-    from engine.models import MODELS  # noqa: PLC0415 — model code only once the names are known good
-
-    problems = []
-    model_cls = MODELS.get(config.model.name)
-    min_size = getattr(model_cls, "min_input_size", 1)
-    if config.data.event_size < min_size:
-        problems.append(
-            f"data.event_size = {config.data.event_size}: model {config.model.name} needs inputs of at "
-            f"least {min_size} px"
-        )
-    if getattr(model_cls, "is_transfer", False) and config.method.domain_loss and config.batch_size < 2:
-        problems.append(
-            f"batch_size = {config.batch_size}: the CKA transfer loss compares samples within a batch, "
-            "so it needs batch_size ≥ 2 (or method.domain_loss = false)"
-        )
-    if problems:
-        raise ConfigError("invalid run configuration:\n  - " + "\n  - ".join(problems))
-    return config
 
 
 def _semantic_differences(a: RunConfig, b: RunConfig) -> list[str]:

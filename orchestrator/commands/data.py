@@ -31,6 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="validate a dataset layout and print split sizes")
     check.add_argument("--pair", required=True, help="dataset pair (nshapes, ncaltech101, cepdvs, nomniglot)")
     check.add_argument("--root", type=Path, help="dataset root (nshapes: omit to use the generated copy)")
+    check.add_argument(
+        "--contents",
+        action="store_true",
+        help="also read every event file and check it is a plausible recording (coordinates within the "
+        "sensor, ordered timestamps, polarities, event rate); reads the whole dataset",
+    )
     add_overrides_argument(check)
 
     build = sub.add_parser("build", help="build the frame/static caches of a run configuration")
@@ -93,6 +99,34 @@ def _check(args: argparse.Namespace) -> int:
     )
     for message in catalog.warnings:
         print(f"  warning: {message}")
+    if args.contents:
+        return _check_contents(catalog)
+    return 0
+
+
+def _check_contents(catalog) -> int:
+    """Read every event file through the pair's reader (which checks plausibility); list the bad ones."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from engine.errors import DatasetError
+
+    records = [*catalog.train, *catalog.test]
+    bad: list[str] = []
+    for record in tqdm(records, desc="reading event files", unit="file", disable=not sys.stderr.isatty()):
+        try:
+            catalog.load_events(record)
+        except DatasetError as exc:
+            bad.append(str(exc))
+    if bad:
+        print(f"  {len(bad)} of {len(records)} event files are unreadable or implausible:")
+        for message in bad[:20]:
+            print(f"    - {message}")
+        if len(bad) > 20:
+            print(f"    … and {len(bad) - 20} more")
+        return 1
+    print(f"  contents: all {len(records)} event files read and plausible")
     return 0
 
 
