@@ -6,6 +6,15 @@ if its stored space hash matches; the Tune driver then runs with one study, one 
 journal, and stops gracefully on SIGINT, SIGUSR1 (Tune's own handlers) and SIGTERM (translated to
 SIGINT here, because Tune ignores it), leaving its experiment state saved for the next run.
 
+Resuming and untrusted files: Ray Tune's ``Tuner.restore`` unpickles the experiment state
+(``tuner.pkl``, the searcher's state), and unpickling runs code. Sweeps live on shared storage, so the
+design is OpenSSH's StrictModes (:mod:`orchestrator.trust`): before anything of an existing sweep is
+read, every file and directory under it must be owned by the user resuming and writable by nobody else,
+or the resume is refused with the offending paths; the driver creates sweeps under a umask without
+group/other write so this holds by default. A sweep that never started a trial (it failed before Ray
+Tune ran, e.g. on a GPU request without a GPU) holds only ``sweep.json`` and ``space.yaml``, so it may be
+rerun with an edited space, with a note.
+
 Exit semantics used by the CLI: a complete sweep returns 0; an interrupted one returns
 :data:`EXIT_INTERRUPTED` (75, "try again"), and rerunning the same command resumes it.
 """
@@ -28,6 +37,7 @@ from orchestrator.preflight import check_cluster_fits, check_datasets, local_res
 from orchestrator.space import SweepSpace, load_space
 from orchestrator.summary import format_best, format_plan
 from orchestrator.sweepdir import SweepDir, SweepMeta
+from orchestrator.trust import check_state_trusted
 
 __all__ = ["EXIT_INTERRUPTED", "SweepOutcome", "run_sweep"]
 
@@ -47,9 +57,13 @@ class SweepOutcome:
     best: list[ConfigScore] = field(default_factory=list)
     results: Any = None
     """Ray Tune's ``ResultGrid`` of this run (None for a dry run)."""
+    problems: list[str] = field(default_factory=list)
+    """Why the real run could not start (a dry run's findings): a non-empty list exits 1."""
 
     @property
     def exit_code(self) -> int:
+        if self.problems:
+            return 1
         return 0 if self.dry_run or self.complete else EXIT_INTERRUPTED
 
 
@@ -84,19 +98,36 @@ def run_sweep(
     plan = build_plan(space)
     if dry_run:
         print(format_plan(plan, sweep_dir, address), file=stream)
+        problems = dry_run_problems(space, plan, address)
         if estimate:
             from orchestrator.estimate import estimate_sweep, format_estimate  # noqa: PLC0415
 
             concurrency = space.max_concurrent_trials or max_concurrent_trials(space, local_resources())
             print(format_estimate(estimate_sweep(space, plan, concurrency)), file=stream)
-        return SweepOutcome(sweep_dir=sweep_dir.root, dry_run=True)
+        if problems:
+            print("the real run could not start:\n  - " + "\n  - ".join(problems), file=stream)
+        return SweepOutcome(sweep_dir=sweep_dir.root, dry_run=True, problems=problems)
     existing = sweep_dir.exists()
     if resume and not existing:
         raise ConfigError(
             f"--resume: there is no sweep at {sweep_dir.root} to resume (no {sweep_dir.meta_path.name})"
         )
+    if existing and sweep_dir.never_started():
+        print(
+            f"[sweep] note: {sweep_dir.root} holds a sweep that never started a trial; starting it again "
+            f"from {space.path} (edits to the space are allowed until a trial has run)",
+            file=stream,
+        )
+        existing = False
     meta = sweep_dir.check_resumable(space) if existing else None
+    if existing:
+        # A resume unpickles Ray Tune's saved state, and unpickling runs whatever the file says: first
+        # make sure nobody but us could have written anything in the sweep directory (orchestrator.trust).
+        check_state_trusted(sweep_dir.root)
     check_datasets(space, plan)  # a missing dataset fails here, not in every trial on the cluster
+    if address is None and not _ray_running():
+        check_cluster_fits(space, local_resources())  # before anything is written
+    _private_umask()
     meta = meta or sweep_dir.create(space)
     # Ray installs its own SIGTERM handler (which aborts the driver) in ray.init: ours goes on after it.
     with _ray_cluster(address, stream), _interrupt_on_sigterm():
@@ -112,6 +143,30 @@ def run_sweep(
         )
         results = tuner.fit()
     return _conclude(space, sweep_dir, results, resumed or existing, stream)
+
+
+def dry_run_problems(space: SweepSpace, plan: Any, address: str | None) -> list[str]:
+    """What would stop the real run on the target: datasets not ready, trials the cluster cannot place."""
+    from orchestrator.preflight import describe_datasets  # noqa: PLC0415
+
+    problems = [line.strip() for line in describe_datasets(space, plan) if "NOT READY" in line]
+    if address is None:
+        try:
+            check_cluster_fits(space, local_resources())
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+def _private_umask() -> None:
+    """No group/other write bit on anything the driver (and a local Ray it starts) creates, so the resume
+    check (:func:`orchestrator.trust.check_state_trusted`) holds for sweeps made here by default."""
+    os.umask(os.umask(0) | 0o022)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -142,7 +197,8 @@ def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: Text
     root = str(sweep_dir.root)
     if tune.Tuner.can_restore(root):
         # Searcher, scheduler and callbacks come back from Tune's own pickle (tuner.pkl); the space hash
-        # check above guarantees they were built from this same space.
+        # check guarantees they were built from this same space, and run_sweep's trust check that
+        # nobody else could have written them.
         tuner = tune.Tuner.restore(root, trainable, resume_unfinished=True, resume_errored=True)
         return tuner, True
 

@@ -28,9 +28,13 @@ from engine.config import flatten
 from engine.errors import ConfigError
 from orchestrator.space import SweepSpace
 
-__all__ = ["SweepDir", "SweepMeta", "git_commit", "spikesweep_version"]
+__all__ = ["SweepDir", "SweepDirError", "SweepMeta", "git_commit", "spikesweep_version"]
 
 META_FILE = "sweep.json"
+
+
+class SweepDirError(ConfigError):
+    """The sweep's place on disk cannot be used (storage is a file, …)."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,20 @@ class SweepDir:
 
     @classmethod
     def for_space(cls, space: SweepSpace, storage: str | Path | None, name: str | None) -> SweepDir:
-        storage = Path(storage if storage is not None else "sweeps").expanduser()
-        return cls((storage / (name or space.name)).resolve())
+        """``<storage>/<name>``: ``--name`` follows the space's name rule (so it stays inside the
+        storage), and the storage must be a directory or a path where one can be created."""
+        from orchestrator.space import check_name  # noqa: PLC0415 — space imports this module
+
+        if name is not None:
+            check_name(name, "--name")
+        storage = Path(storage if storage is not None else "sweeps").expanduser().resolve()
+        for parent in (storage, *storage.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    what = "--storage" if parent == storage else f"--storage {str(storage)!r}: its parent"
+                    raise SweepDirError(f"{what} {str(parent)!r} is a file, not a directory")
+                break
+        return cls(storage / (name or space.name))
 
     @property
     def name(self) -> str:
@@ -107,6 +123,14 @@ class SweepDir:
         _atomic_write(self.space_path, space.path.read_text())
         _atomic_write(self.meta_path, json.dumps(asdict(meta), indent=2) + "\n")
         return meta
+
+    def never_started(self) -> bool:
+        """True when the directory holds only what :meth:`create` writes: the sweep failed before Ray
+        Tune ran (e.g. a GPU request on a machine without one), so nothing depends on its space yet."""
+        if not self.root.is_dir():
+            return False
+        created = {META_FILE, self.space_path.name}
+        return all(p.name in created or p.name.startswith(".") for p in self.root.iterdir())
 
     def check_resumable(self, space: SweepSpace) -> SweepMeta:
         """The stored identity, after checking that ``space`` is the one this sweep was started with."""

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from engine.errors import ConfigError
 from orchestrator.slurm.request import SlurmRequest
+from orchestrator.space import check_name
 
 __all__ = [
     "JobFiles",
@@ -118,12 +119,14 @@ class SweepJob:
 def render_sweep_script(request: SlurmRequest, job: SweepJob, rendered_at: _dt.datetime | None = None) -> str:
     """The sbatch script for ``job`` with ``request``'s resources (text only; nothing is written)."""
     request.validate()
+    check_name(job.name, "--name")  # also a comment line, the job name and a shell word
     for label, path in (("storage", job.sweep_dir), ("working directory", job.workdir)):
-        # #SBATCH lines cannot quote, and % starts a filename pattern in --output.
-        if re.search(r"[\s%]", str(path)):
+        # #SBATCH lines cannot quote, % starts a filename pattern in --output, and a line break would end
+        # the comment or directive line it is written into.
+        if re.search(r"[\s%\"'\\]", str(path)):
             raise ConfigError(
-                f"the {label} {str(path)!r} contains a space or '%', which #SBATCH lines cannot hold; "
-                f"choose another --storage / working directory"
+                f"the {label} {str(path)!r} contains whitespace, a quote, a backslash or '%', which #SBATCH "
+                f"lines cannot hold; choose another --storage / working directory"
             )
     when = (rendered_at or _dt.datetime.now()).strftime("%Y-%m-%d %H:%M:%S")
     values = {
@@ -132,6 +135,7 @@ def render_sweep_script(request: SlurmRequest, job: SweepJob, rendered_at: _dt.d
         "job_name": request.job_name or f"sweep-{job.name}",
         "rendered_at": when,
         "script_path": str(job.script_path),
+        "script_path_q": shlex.quote(str(job.script_path)),
         "sweep_dir": str(job.sweep_dir),
         "storage": str(job.storage),
         "storage_q": shlex.quote(str(job.storage)),
