@@ -124,6 +124,12 @@ class MethodConfig:
     smoothing: float = 0.0
     static_channel: str = "v"
     """``v`` (HSV value), ``blue`` (the original "no HSV" arm) or ``gray``."""
+    mixup_source_weight: float = 0.0
+    """Weight of the time-step mixup's per-frame source head (static or event frame? binary
+    cross-entropy on each step's transfer feature); 0 = no head."""
+    mixup_ratio_weight: float = 0.0
+    """Weight of the mixup's per-sequence mix-ratio head (squared error of the predicted fraction of
+    event frames); 0 = no head."""
     static_bn_stats: bool = True
     """The static pass updates BatchNorm running statistics, as the original (spec §11 item 23), so the
     event-only evaluation normalises with statistics partly estimated on static images; ``false`` keeps
@@ -134,6 +140,11 @@ class MethodConfig:
     """Spec §11 item 2: with ``fixed_coef`` the event MSE term still uses 1 − σ(c_t)."""
 
 
+MIXUP_MODES = ("none", "timestep")
+MIXUP_BASES = ("constant", "poly", "linear", "cosine")
+"""Time-step mixup (:mod:`engine.mixup`): its modes, and how its mix ratio may grow over training."""
+
+
 @dataclass
 class SlidingConfig:
     schedule: str = "poly"
@@ -141,6 +152,15 @@ class SlidingConfig:
     pow: float = 3.0
     end_frac: float = 1.0
     """Fraction of training at which the replacement probability reaches 1 (old code: 0.5)."""
+    mixup: str = "none"
+    """Time-step mixup (TMKT, :mod:`engine.mixup`): ``timestep`` switches each static sequence to its
+    paired event frames at a random step, after any whole-sample replacement; ``none`` is the paper."""
+    mixup_ratio: float = 0.5
+    """Target expected fraction r of event frames per static sequence (its final value when
+    ``mixup_base`` grows it)."""
+    mixup_base: str = "constant"
+    """How r follows training: ``constant``, or r × the ``poly``/``linear``/``cosine`` schedule (with
+    this section's ``pow`` and ``end_frac``)."""
 
 
 @dataclass
@@ -478,6 +498,28 @@ def _range_problems(c: RunConfig) -> list[str]:
         (0 <= c.method.smoothing < 1, f"method.smoothing = {c.method.smoothing} must be in [0, 1)"),
         (c.sliding.pow > 0, f"sliding.pow = {c.sliding.pow} must be > 0"),
         (0 < c.sliding.end_frac <= 1, f"sliding.end_frac = {c.sliding.end_frac} must be in (0, 1]"),
+        (
+            c.sliding.mixup in MIXUP_MODES,
+            f"sliding.mixup = {c.sliding.mixup!r}; allowed: {', '.join(MIXUP_MODES)}",
+        ),
+        (0 <= c.sliding.mixup_ratio <= 1, f"sliding.mixup_ratio = {c.sliding.mixup_ratio} must be in [0, 1]"),
+        (
+            c.sliding.mixup_base in MIXUP_BASES,
+            f"sliding.mixup_base = {c.sliding.mixup_base!r}; allowed: {', '.join(MIXUP_BASES)}",
+        ),
+        (
+            c.method.mixup_source_weight >= 0,
+            f"method.mixup_source_weight = {c.method.mixup_source_weight} must be ≥ 0",
+        ),
+        (
+            c.method.mixup_ratio_weight >= 0,
+            f"method.mixup_ratio_weight = {c.method.mixup_ratio_weight} must be ≥ 0",
+        ),
+        (
+            c.sliding.mixup == "timestep"
+            or (c.method.mixup_source_weight <= 0 and c.method.mixup_ratio_weight <= 0),
+            "method.mixup_source_weight / mixup_ratio_weight > 0 need sliding.mixup = timestep",
+        ),
         (c.optim.lr > 0, f"optim.lr = {c.optim.lr} must be > 0"),
         (c.optim.weight_decay >= 0, f"optim.weight_decay = {c.optim.weight_decay} must be ≥ 0"),
         (

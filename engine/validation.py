@@ -26,6 +26,11 @@ def check_config(config: RunConfig) -> RunConfig:
             f"data.event_size = {config.data.event_size}: model {config.model.name} needs inputs of at "
             f"least {min_size} px"
         )
+    if config.sliding.mixup != "none" and not getattr(model_cls, "is_transfer", False):
+        problems.append(
+            f"sliding.mixup = {config.sliding.mixup}: time-step mixup mixes the static stream, which the "
+            f"event-only model {config.model.name} does not have; use a transfer_* model or mixup none"
+        )
     if getattr(model_cls, "is_transfer", False) and config.method.domain_loss and config.batch_size < 2:
         problems.append(
             f"batch_size = {config.batch_size}: the CKA transfer loss compares samples within a batch, "

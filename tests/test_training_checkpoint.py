@@ -44,7 +44,7 @@ def _save(target, config, model, epoch, records):
 
 def test_metric_keys_follow_the_contract():
     keys = metric_keys(3)
-    assert keys[:14] == [
+    assert keys[:19] == [
         "epoch",
         "train_loss",
         "train_loss_static",
@@ -58,9 +58,14 @@ def test_metric_keys_follow_the_contract():
         "best_test_top1",
         "best_epoch",
         "sliding_p",
+        "mixup_ratio",
+        "mixup_p",
+        "mixup_event_fraction",
+        "train_loss_mixup_source",
+        "train_loss_mixup_ratio",
         "lr",
     ]
-    assert keys[14:] == ["alpha_0", "alpha_1", "alpha_2", "epoch_time_s", "samples_per_s", "peak_mem_mb"]
+    assert keys[19:] == ["alpha_0", "alpha_1", "alpha_2", "epoch_time_s", "samples_per_s", "peak_mem_mb"]
 
 
 def test_records_roundtrip_with_explicit_types(tmp_path):

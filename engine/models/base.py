@@ -207,6 +207,16 @@ class TransferModel(SpikingModel):
         super().__init__(num_classes=num_classes, T=T, input_size=input_size)
         self.coefficient = nn.ParameterList([nn.Parameter(torch.ones(1)) for _ in range(self.T)])
 
+    def add_mixup_heads(self, feature_dim: int, *, source: bool, ratio: bool) -> None:
+        """Time-step mixup's auxiliary heads (:mod:`engine.mixup`), one linear layer each on the per-step
+        transfer feature: ``mixup_source_head`` (one logit per frame: event frame?) and
+        ``mixup_ratio_head`` (one logit per sequence from the time-averaged feature: its fraction of event
+        frames). Only runs that give them a weight have them, so other checkpoints keep their keys."""
+        if source:
+            self.mixup_source_head = nn.Linear(feature_dim, 1)
+        if ratio:
+            self.mixup_ratio_head = nn.Linear(feature_dim, 1)
+
     def alpha(self) -> Tensor:
         """``α_t = σ(c_t)`` for every step, shape ``[T]``."""
         return torch.sigmoid(torch.cat(tuple(self.coefficient)))

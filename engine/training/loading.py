@@ -101,7 +101,23 @@ def build_model(config: RunConfig, num_classes: int, device: str | torch.device 
     )
     if getattr(model, "is_transfer", False):
         model.static_bn_stats = config.method.static_bn_stats
+        source, ratio = config.method.mixup_source_weight > 0, config.method.mixup_ratio_weight > 0
+        if source or ratio:
+            model.add_mixup_heads(_feature_dim(model, config), source=source, ratio=ratio)
     return model
+
+
+def _feature_dim(model: torch.nn.Module, config: RunConfig) -> int:
+    """Size of one step's flattened transfer feature, from one forward pass on zeros (eval mode, so no
+    running statistic moves)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x = torch.zeros(2, config.T, 2, config.data.event_size, config.data.event_size)
+            return int(model(x, x).feat_static.flatten(2).shape[-1])
+    finally:
+        model.train(was_training)
 
 
 def restore_model(loaded: LoadedWeights, num_classes: int) -> nn.Module:

@@ -18,18 +18,21 @@ and a non-finite flag are summed into one device tensor; the host reads it once,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.config import RunConfig
 from engine.data import DataBundle
 from engine.losses import LossSettings, LossTerms, compute_loss, domain_term_enabled
-from engine.sliding import replace_static, replacement_probability
+from engine.mixup import mix_ratio, switch_probability, timestep_mix
+from engine.sliding import ScheduleContext, replace_static, replacement_probability
 from engine.static_channel import static_stream
 from engine.training.rng import EpochGenerators
 from engine.training.runtime import autocast
@@ -79,6 +82,16 @@ class TrainLoop:
         self.static_pool = bundle.static_pool.to(device) if self.transfer else None
         self.iters_per_epoch = len(bundle.train_loader)
         self.clip_params = [p for p in model.parameters() if p.requires_grad]
+        self.mixup = self.transfer and config.sliding.mixup == "timestep"
+        self.mixup_stats: Tensor | None = None
+        """The last step's ``[event-frame fraction, source loss, ratio loss]`` (device), with mixup on."""
+
+    def mixup_schedule(self, iteration: int) -> tuple[float, float]:
+        """``(r, p)``: the target mix ratio at ``iteration`` and the switch probability that gives it."""
+        s = self.config.sliding
+        context = ScheduleContext(iteration, self.iters_per_epoch, self.config.epochs, s.pow, s.end_frac)
+        ratio = min(1.0, max(0.0, mix_ratio(s.mixup_base, s.mixup_ratio, context)))
+        return ratio, switch_probability(self.config.T, ratio)
 
     def replacement_p(self, iteration: int) -> float:
         s = self.config.sliding
@@ -96,11 +109,16 @@ class TrainLoop:
             assert self.static_pool is not None
             static = static_stream(self.static_pool.sample(labels, gens.static_pairing), config.T)
             static, _ = replace_static(static, frames, self.replacement_p(iteration), gens.replacement)
+            mask = None
+            if self.mixup:
+                static, mask = timestep_mix(static, frames, self.mixup_schedule(iteration)[1], gens.mixup)
             with autocast(self.device, config.precision):
                 output = model(static, frames)
             alpha = model.alpha() if self.settings.regularization else None
             terms = compute_loss(output, labels, alpha, settings=self.settings, add_domain=self.add_domain)
             logits_event = output.logits_event
+            if mask is not None:
+                terms = self._add_mixup_heads(terms, output.feat_static, mask)
         else:
             with autocast(self.device, config.precision):
                 logits_event = model.forward_event(frames)
@@ -111,6 +129,23 @@ class TrainLoop:
             torch.nn.utils.clip_grad_norm_(self.clip_params, config.optim.clip_grad)
         self.optimizer.step()
         return terms, logits_event
+
+    def _add_mixup_heads(self, terms: LossTerms, feat_static: Tensor, mask: Tensor) -> LossTerms:
+        """Add the weighted auxiliary losses of the mixup heads (:mod:`engine.mixup`) to the objective."""
+        m = self.config.method
+        features = feat_static.float().flatten(2)  # [T, B, D]
+        target = mask.t().float()  # [T, B]: 1 where the static pass saw an event frame
+        zero = terms.total.new_zeros(())
+        source = ratio = zero
+        if m.mixup_source_weight > 0:
+            logits = self.model.mixup_source_head(features).squeeze(-1)
+            source = F.binary_cross_entropy_with_logits(logits, target)
+        if m.mixup_ratio_weight > 0:
+            predicted = torch.sigmoid(self.model.mixup_ratio_head(features.mean(dim=0)).squeeze(-1))
+            ratio = F.mse_loss(predicted, target.mean(dim=0))
+        self.mixup_stats = torch.stack([target.mean(), source.detach(), ratio.detach()]).double()
+        total = terms.total + m.mixup_source_weight * source + m.mixup_ratio_weight * ratio
+        return dataclasses.replace(terms, total=total)
 
     def train_epoch(
         self,
@@ -125,6 +160,8 @@ class TrainLoop:
         sums = torch.zeros(len(_SUM_KEYS) + 1, dtype=torch.float64, device=self.device)  # + correct
         samples = iterations = 0
         p_sum = 0.0
+        mix_sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # fraction, source, ratio
+        ratio_sum = mix_p_sum = 0.0
         start = time.perf_counter()
         for frames, labels in self.bundle.train_loader:
             frames = frames.to(self.device, non_blocking=True)
@@ -135,19 +172,30 @@ class TrainLoop:
             sums += batch_sums(terms, logits_event, labels, batch)
             if self.transfer:
                 p_sum += self.replacement_p(iteration)
+            if self.mixup:
+                ratio, mix_p = self.mixup_schedule(iteration)
+                ratio_sum, mix_p_sum = ratio_sum + ratio, mix_p_sum + mix_p
+                mix_sums += self.mixup_stats * batch
             samples += batch
             iterations += 1
             if progress is not None:
                 progress()
-        values = sums.tolist()  # the epoch's one device→host transfer
+        values = torch.cat([sums, mix_sums]).tolist()  # the epoch's one device→host transfer
+        mix_values = values[len(_SUM_KEYS) + 1 :]
         seconds = time.perf_counter() - start
         if iterations == 0:
             raise ValueError("the train loader yielded no batches")
         metrics = {key: values[i] / samples for i, key in enumerate(_SUM_KEYS)}
-        metrics["train_top1"] = 100.0 * values[-1] / samples
+        metrics["train_top1"] = 100.0 * values[len(_SUM_KEYS)] / samples
         metrics["sliding_p"] = p_sum / iterations if self.transfer else float("nan")
         if not self.transfer:
             metrics["train_loss_domain"] = metrics["train_cka_distance"] = float("nan")
+        # Without mixup (or without a head) these are 0: no frame was mixed, no head added to the loss.
+        metrics["mixup_ratio"] = ratio_sum / iterations
+        metrics["mixup_p"] = mix_p_sum / iterations
+        metrics["mixup_event_fraction"] = mix_values[0] / samples
+        metrics["train_loss_mixup_source"] = mix_values[1] / samples
+        metrics["train_loss_mixup_ratio"] = mix_values[2] / samples
         finite = all(map(math.isfinite, values[: len(_SUM_KEYS) - 2]))  # total, static, event
         return EpochTrainStats(metrics, iterations, samples, seconds, finite)
 

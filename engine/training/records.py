@@ -45,6 +45,11 @@ _HEAD = (
     "best_test_top1",
     "best_epoch",
     "sliding_p",
+    "mixup_ratio",
+    "mixup_p",
+    "mixup_event_fraction",
+    "train_loss_mixup_source",
+    "train_loss_mixup_ratio",
     "lr",
 )
 _TAIL = ("epoch_time_s", "samples_per_s", "peak_mem_mb")

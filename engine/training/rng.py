@@ -30,7 +30,7 @@ __all__ = [
     "seed_everything",
 ]
 
-STREAMS = ("static_pairing", "replacement", "augmentation")
+STREAMS = ("static_pairing", "replacement", "augmentation", "mixup")
 
 
 def derive_seed(seed: int, epoch: int, stream: str) -> int:
@@ -51,6 +51,7 @@ class EpochGenerators:
     static_pairing: torch.Generator
     replacement: torch.Generator
     augmentation: torch.Generator
+    mixup: torch.Generator
 
 
 def epoch_generators(seed: int, epoch: int, device: torch.device) -> EpochGenerators:
