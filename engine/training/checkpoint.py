@@ -203,7 +203,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
             return old
     raise TrainingError(
         f"no checkpoint at {str(path)!r}: expected a checkpoint directory holding {META_FILE}, "
-        f"{MODEL_FILE} and {STATE_FILE}, or a run directory with checkpoints/last/"
+        f"{MODEL_FILE} and {STATE_FILE}, a run directory with checkpoints/last/, or a sweep's run "
+        "directory (runs/<plan key>[/seed_<s>]) with best/"
     )
 
 

@@ -194,8 +194,28 @@ def braincog_config_overrides(args: Mapping[str, Any] | argparse.Namespace | Non
 # --------------------------------------------------------------------------------------------------
 
 
+def _sweep_run_checkpoint(path: Path) -> Path | None:
+    """A sweep's exported run: ``runs/<plan key>/seed_<s>/best`` (a checkpoint directory), named by the
+    seed directory, or by the plan-key directory when it holds one seed."""
+    if (path / "best" / META_FILE).is_file():
+        return path / "best"
+    seeds = sorted(p for p in path.glob("seed_*") if (p / "best" / META_FILE).is_file())
+    if len(seeds) == 1:
+        return seeds[0] / "best"
+    if len(seeds) > 1:
+        raise TrainingError(
+            f"{str(path)!r} holds the runs of {len(seeds)} seeds; name one: "
+            + ", ".join(str(p) for p in seeds)
+        )
+    return None
+
+
 def _load_ours(path: Path, overrides: list[str] | dict[str, Any]) -> LoadedWeights:
-    """A checkpoint directory → its own weights; a run directory → its best weights."""
+    """A checkpoint directory → its own weights; a run directory → its best weights; a sweep's run
+    directory (``runs/<plan key>`` or ``runs/<plan key>/seed_<s>``) → its exported best checkpoint."""
+    exported = None if (path / META_FILE).is_file() else _sweep_run_checkpoint(path)
+    if exported is not None:
+        path = exported
     if (path / "checkpoints").is_dir():
         best = path / "checkpoints" / "best"
         directory = resolve_checkpoint(best if best.is_dir() else path)
