@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "orchestrator.commands.slurm",
     "orchestrator.commands.report",
     "orchestrator.commands.compare",
+    "orchestrator.commands.landscape",
 )
 
 

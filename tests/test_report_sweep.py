@@ -181,3 +181,44 @@ def test_aggregates_sit_under_the_sweep_parent_once(sweep_dir, reported):
     again = client.search_runs([exp.experiment_id], "tags.`spikesweep.role` = 'aggregate'")
     assert sorted(r.info.run_id for r in again) == sorted(r.info.run_id for r in aggregates)
     assert all(r.info.status == "FINISHED" for r in client.search_runs([exp.experiment_id]))
+
+
+def test_landscapes_of_sweep_runs_reach_mlflow_and_the_report(sweep_dir, tmp_path):
+    """`spikesweep landscape <sweep run> --mlflow` attaches its files to the trial's MLflow child run, and
+    the next report shows the figures."""
+    from orchestrator.commands import landscape as landscape_command
+
+    seed_dir = sorted((sweep_dir / "runs").glob("*/seed_0"))[0]
+    parser = argparse.ArgumentParser()
+    landscape_command.add_arguments(parser)
+    argv = [
+        str(seed_dir.parent),
+        "--dims",
+        "1",
+        "--points",
+        "3",
+        "--subset",
+        "8",
+        "--workers",
+        "0",
+        "--mlflow",
+    ]
+    assert landscape_command.run(parser.parse_args(argv)) == 0
+    out = seed_dir / "landscape-1d"
+    assert {p.name for p in out.iterdir()} >= {"landscape.parquet", "landscape_1d.png", "landscape.json"}
+
+    rows = pq.read_table(sweep_dir / "trials.parquet").to_pylist()
+    (row,) = [r for r in rows if r["plan_key"] == seed_dir.parent.name and r["seed"] == 0]
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    names = {Path(a.path).name for a in client.list_artifacts(row["mlflow_run_id"], "landscape")}
+    assert names == {"landscape.parquet", "landscape_1d.png"}
+
+    parser = argparse.ArgumentParser()
+    report_command.add_arguments(parser)
+    report_dir = tmp_path / "report"
+    argv = [str(sweep_dir), "--baseline", "method.beta=0", "--out", str(report_dir), "--no-mlflow"]
+    assert report_command.run(parser.parse_args(argv)) == 0
+    text = (report_dir / "report.md").read_text()
+    assert "## Loss landscapes" in text
+    link = re.search(r"!\[landscape_1d\]\(([^)]+)\)", text).group(1)
+    assert (report_dir / link).resolve() == (out / "landscape_1d.png").resolve()

@@ -132,7 +132,12 @@ def run(args: argparse.Namespace) -> int:
         from orchestrator.report.study import find_study
 
         study = find_study(sweep.sweep_dir, sweep.space)
-    written = write_report(report, out_dir, plots=not args.no_plots, study=study, paper=paper)
+    landscapes = (
+        sorted(sweep.sweep_dir.glob("runs/*/seed_*/landscape-*d/landscape_*.png")) if sweep.sweep_dir else []
+    )
+    written = write_report(
+        report, out_dir, plots=not args.no_plots, study=study, paper=paper, landscapes=landscapes
+    )
     _print_report(report)
     if paper is not None:
         title = "data-ratio study" if kind == "data_ratio" else "ablation (paper layout)"

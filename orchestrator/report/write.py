@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,14 +34,15 @@ class WrittenReport:
 
 
 def write_report(
-    report: SweepReport, out_dir: Path, *, plots: bool = True, study=None, paper=None
+    report: SweepReport, out_dir: Path, *, plots: bool = True, study=None, paper=None, landscapes=()
 ) -> WrittenReport:
     """Write ``summary.parquet``, ``comparisons.parquet``, the PNGs, ``ablation.tex`` and ``report.md``.
 
     ``study`` is the sweep's Optuna study (``orchestrator.report.study.find_study``) when it has one;
     ``paper`` a :class:`~orchestrator.report.paper.DataRatioStudy` or
     :class:`~orchestrator.report.paper.AblationStudy`, whose files are written too and whose section
-    leads ``report.md``.
+    leads ``report.md``. ``landscapes`` are loss-landscape PNGs of the sweep's runs
+    (``spikesweep landscape``), shown in their own section.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +84,13 @@ def write_report(
             written.files.append(path)
         figure = "data_ratio.png" if plots and paper.kind == "data_ratio" else None
         paper_section = paper.markdown(figure)
+
+    if landscapes:
+        section = ["## Loss landscapes", "", "Written by `spikesweep landscape` for runs of this sweep:", ""]
+        for path in landscapes:
+            section += [f"### {path.parent.parent.parent.name}/{path.parent.parent.name}: {path.stem}", ""]
+            section += [f"![{path.stem}]({os.path.relpath(path, out_dir)})", ""]
+        paper_section = (paper_section or "") + "\n" + "\n".join(section)
 
     markdown = out_dir / "report.md"
     markdown.write_text(
