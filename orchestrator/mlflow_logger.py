@@ -53,6 +53,12 @@ _BATCH_METRICS = 1000  # MLflow's per-request limits
 _BATCH_PARAMS = 100
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""MLflow 3.17's value for the classic training-runs view (the other, ``genai_development``, is its default
+landing page for experiments without the tag)."""
+
+
 def _tolerant(method: Callable[..., None]) -> Callable[..., None]:
     """Run a Tune hook; an MLflow failure becomes a warning (retried at the next hook), not a crash."""
 
@@ -220,6 +226,9 @@ class MlflowSweepLogger(LoggerCallback):
             )
         else:
             self._experiment_id = experiment.experiment_id
+        if experiment is None or EXPERIMENT_KIND_TAG not in experiment.tags:
+            # MLflow 3 opens an experiment without this tag on its GenAI overview; these are training runs.
+            client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         parents = self._search(f"tags.`{ROLE_TAG}` = 'sweep'")
         if parents:
             parent = parents[0]
@@ -348,10 +357,18 @@ class MlflowSweepLogger(LoggerCallback):
             )
         child.logged_upto = pending[-1]
 
+    def _attach_run_files(self, record: RunRecord, child: _ChildRun) -> None:
+        """The run's ``epochs.parquet`` (exported to ``runs/<plan key>/seed_<s>/``) as a child artifact."""
+        exported = self.bridge.sweep_dir.runs / record.plan_key / f"seed_{record.seed}" / "epochs.parquet"
+        if exported.is_file():
+            self.client.log_artifact(child.run_id, str(exported))
+
     def _finish(self, record: RunRecord, child: _ChildRun, trial_status: str) -> None:
         run_status = record.run_status(trial_status)
         self.client.set_tag(child.run_id, STATUS_TAG, trial_status)
         self.client.set_tag(child.run_id, RUN_STATUS_TAG, run_status)
+        if run_status != TrialStatus.FAILED and child.status != "FINISHED":
+            self._attach_run_files(record, child)
         # FINISHED also for a finished seed of a still-running multi-seed trial (trial_status RUNNING).
         mlflow_status = "FAILED" if run_status == TrialStatus.FAILED else "FINISHED"
         if child.status != mlflow_status:

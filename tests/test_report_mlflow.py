@@ -105,30 +105,46 @@ def test_aggregates_nest_under_the_parent_and_are_idempotent(store, tmp_path):
         assert m["best_test_top1_n"] == 3 and m["n_complete"] == 3
         assert m["best_test_top1"] == pytest.approx(est.mean)  # lines up with the trials' column
         assert m == pytest.approx(aggregate_metrics(report, summary))
-    names = {a.path for a in client.list_artifacts(parent_id, "report")}
-    assert {"report/report.md", "report/summary.parquet", "report/comparisons.parquet"} <= names
+    key = f"report/baseline-{report.baseline.config_hash}"
+    names = {a.path for a in client.list_artifacts(parent_id, key)}
+    assert {f"{key}/report.md", f"{key}/summary.parquet", f"{key}/comparisons.parquet"} <= names
+    parent = client.get_run(parent_id).data
+    assert parent.metrics["n_complete"] == 6 and parent.metrics["best_best_test_top1_n"] == 3
+    assert parent.tags["spikesweep.best_configuration"] == report.summaries[0].group.label
 
     # Re-running changes nothing: the same two runs, no metric value logged again.
     again = log_aggregates(report, uri, files=written.files)
     assert again.run_ids == first.run_ids and again.created == 0 and again.updated_metrics == 0
     assert len(client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")) == 2
 
-    # A different confidence level updates the interval metrics in place.
+    # A different confidence level would change recorded numbers: refused unless replace=True, which
+    # then updates the interval metrics in place.
     wider = build_report(load_sweep_dir(sweep_dir), baseline=["method.beta=0"], confidence=0.99)
-    third = log_aggregates(wider, uri)
+    with pytest.raises(ReportInputError, match=r"other numbers:(.|\n)*best_test_top1_ci_low(.|\n)*--replace"):
+        log_aggregates(wider, uri)
+    third = log_aggregates(wider, uri, replace=True)
     assert third.run_ids == first.run_ids and third.created == 0 and third.updated_metrics > 0
     run = client.get_run(first.run_ids[wider.summaries[0].group.config_hash])
     assert run.data.metrics["best_test_top1_ci_low"] == pytest.approx(
         wider.summaries[0].estimates["best_test_top1"].ci_low
     )
     assert run.data.tags["spikesweep.confidence"] == "0.99"
-    # Another baseline: the old baseline's run gets comparison metrics, the new one's stale ones are NaN.
+    log_aggregates(report, uri, replace=True)  # back to the first report
+    # Another baseline is another report: its own aggregate runs, the first report's left intact.
     other = build_report(load_sweep_dir(sweep_dir), baseline=["method.beta=0.5"])
-    log_aggregates(other, uri)
-    new_base = client.get_run(first.run_ids[other.baseline.config_hash])
-    assert math.isnan(new_base.data.metrics["delta_best_test_top1_mean"])
+    fourth = log_aggregates(other, uri, files=written.files)
+    assert fourth.created == 2 and set(fourth.run_ids.values()).isdisjoint(first.run_ids.values())
+    assert len(client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")) == 4
+    new_base = client.get_run(fourth.run_ids[other.baseline.config_hash])
     assert new_base.data.tags["spikesweep.is_baseline"] == "true"
-    log_aggregates(report, uri)  # back to the first report for the other tests
+    compared = client.get_run(first.run_ids[other.baseline.config_hash])  # in the first report
+    assert compared.data.metrics["delta_best_test_top1_mean"] == pytest.approx(
+        report.comparisons_for("best_test_top1")[0].result.mean_diff
+    )
+    assert compared.data.tags["spikesweep.baseline"] == report.baseline.config_hash
+    other_key = f"report/baseline-{other.baseline.config_hash}"
+    assert {a.path for a in client.list_artifacts(parent_id, other_key)} >= {f"{other_key}/report.md"}
+    assert {f"{key}/report.md"} <= {a.path for a in client.list_artifacts(parent_id, key)}
 
     # The reader still sees exactly the trials, not the aggregates; no run is left RUNNING.
     assert len(load_mlflow(uri, SWEEP).trials) == len(two_config_sweep().trials)
@@ -143,13 +159,18 @@ def test_report_command_from_mlflow_writes_files_and_aggregates(store, tmp_path,
     args = parser.parse_args(
         ["--mlflow-uri", uri, "--experiment", SWEEP, "--baseline", "method.beta=0", "--out", str(out)]
     )
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.get_experiment_by_name(SWEEP).experiment_id
+    before = {r.info.run_id for r in client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")}
     assert report_command.run(args) == 0
     printed = capsys.readouterr().out
     assert f"aggregate runs under parent run {parent_id}" in printed
     assert (out / "report.md").is_file() and (out / "learning_curves.png").is_file()
-    client = MlflowClient(tracking_uri=uri)
-    exp_id = client.get_experiment_by_name(SWEEP).experiment_id
-    assert len(client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")) == 2
+    # the same report (same baseline) from the other source: the same two aggregate runs, updated in place
+    after = client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")
+    assert {r.info.run_id for r in after} == before
+    same_key = [r for r in after if r.data.tags["spikesweep.baseline"] != "none"]
+    assert len({r.data.tags["spikesweep.config_hash"] for r in same_key}) == 2
 
 
 def test_sweep_dir_uses_the_space_mlflow_section_and_a_missing_experiment_only_warns(store, tmp_path, capsys):

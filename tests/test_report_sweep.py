@@ -169,8 +169,10 @@ def test_aggregates_sit_under_the_sweep_parent_once(sweep_dir, reported):
     assert {r.data.tags["spikesweep.sweep_id"] for r in aggregates} == {
         parent.data.tags["spikesweep.sweep_id"]
     }
-    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert "report/report.md" in artifacts and "report/learning_curves.png" in artifacts
+    key = aggregates[0].data.tags["spikesweep.report_key"]  # report files go under the report's own key
+    assert key == f"baseline-{aggregates[0].data.tags['spikesweep.baseline']}"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, f"report/{key}")}
+    assert f"report/{key}/report.md" in artifacts and f"report/{key}/learning_curves.png" in artifacts
     # Reporting again (here from MLflow itself) updates the same two runs.
     parser = argparse.ArgumentParser()
     report_command.add_arguments(parser)
@@ -222,3 +224,42 @@ def test_landscapes_of_sweep_runs_reach_mlflow_and_the_report(sweep_dir, tmp_pat
     assert "## Loss landscapes" in text
     link = re.search(r"!\[landscape_1d\]\(([^)]+)\)", text).group(1)
     assert (report_dir / link).resolve() == (out / "landscape_1d.png").resolve()
+
+
+def test_a_second_report_from_mlflow_keeps_the_first(sweep_dir, reported, tmp_path):
+    """The README's two report commands in a row: the MLflow one recovers the space's baseline from the
+    parent run, so it is the same report (same aggregate runs, Δ metrics intact), not a clobbering one."""
+    uri = f"sqlite:///{sweep_dir / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.get_experiment_by_name("report_smoke").experiment_id
+    before = {
+        r.info.run_id: r.data.metrics
+        for r in client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")
+    }
+    parser = argparse.ArgumentParser()
+    report_command.add_arguments(parser)
+    out = tmp_path / "from-mlflow"
+    assert (
+        report_command.run(
+            parser.parse_args(["--mlflow-uri", uri, "--experiment", "report_smoke", "--out", str(out)])
+        )
+        == 0
+    )
+    assert "- baseline: method.beta=0" in (out / "report.md").read_text()  # from the parent's space file
+    after = client.search_runs([exp_id], "tags.`spikesweep.role` = 'aggregate'")
+    assert {r.info.run_id for r in after} == set(before)
+    for run in after:
+        assert run.data.tags["spikesweep.baseline"] != "none"
+        assert run.data.metrics == pytest.approx(before[run.info.run_id])
+    compared = [r for r in after if r.data.tags["spikesweep.is_baseline"] == "false"]
+    assert compared and all(math.isfinite(r.data.metrics["delta_best_test_top1_mean"]) for r in compared)
+    parent_id = after[0].data.tags["mlflow.parentRunId"]
+    key = after[0].data.tags["spikesweep.report_key"]
+    assert f"report/{key}/report.md" in {a.path for a in client.list_artifacts(parent_id, f"report/{key}")}
+    experiment = client.get_experiment(exp_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # every trial's child run carries its epochs.parquet
+    trials = client.search_runs([exp_id], "tags.`spikesweep.role` = 'trial'")
+    assert trials and all(
+        "epochs.parquet" in {a.path for a in client.list_artifacts(r.info.run_id)} for r in trials
+    )

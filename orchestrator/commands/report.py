@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-mlflow", action="store_true", help="do not write aggregate runs and report artifacts to MLflow"
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="let this report overwrite numbers MLflow already holds for the same report (same baseline)",
+    )
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     figures = f", {len(written.plots)} figures" if written.plots else ""
     print(f"\nwrote {out_dir}/: report.md, summary.parquet, comparisons.parquet{figures}")
     if not args.no_mlflow:
-        _log_to_mlflow(report, written.files, args.mlflow_uri)
+        _log_to_mlflow(report, written.files, args.mlflow_uri, args.replace)
     return 0
 
 
@@ -169,7 +174,7 @@ def _print_report(report) -> None:
         print("\nno baseline: pass --baseline KEY=VALUE ... to compare the configurations with one of them")
 
 
-def _log_to_mlflow(report, files: list[Path], mlflow_uri: str | None) -> None:
+def _log_to_mlflow(report, files: list[Path], mlflow_uri: str | None, replace: bool = False) -> None:
     """Aggregate runs and report artifacts, in the store the sweep was read from (or --mlflow-uri).
 
     Failing to reach MLflow does not fail the report, whose files are already written: it is a warning.
@@ -189,7 +194,12 @@ def _log_to_mlflow(report, files: list[Path], mlflow_uri: str | None) -> None:
         return
     try:
         logged = log_aggregates(
-            report, uri, files=files, experiment_id=sweep.experiment_id, parent_run_id=sweep.parent_run_id
+            report,
+            uri,
+            files=files,
+            experiment_id=sweep.experiment_id,
+            parent_run_id=sweep.parent_run_id,
+            replace=replace,
         )
     except ReportInputError as exc:
         print(f"MLflow: aggregates not logged: {exc}", file=sys.stderr)
@@ -197,7 +207,7 @@ def _log_to_mlflow(report, files: list[Path], mlflow_uri: str | None) -> None:
     print(
         f"MLflow: {len(logged.run_ids)} aggregate runs under parent run {logged.parent_run_id} "
         f"({logged.created} new, {logged.updated_metrics} metric values updated); report files in its "
-        "report/ artifacts"
+        f"{logged.artifacts[0].rsplit('/', 1)[0] if logged.artifacts else 'report'}/ artifacts"
     )
 
 

@@ -5,10 +5,14 @@ configuration, metrics = mean, std, SEM, CI bounds and n over its seeds) puts th
 in the same run table as the individual trials. The aggregate also logs ``best_test_top1`` and
 ``last_test_top1`` as the seed means, so they line up in the trials' own columns.
 
-Idempotent by construction: an aggregate is found again by its tags (role ``aggregate``, the config
-hash, the parent run) and updated in place; a metric is logged only when its value changed, so running
-``report`` twice on the same sweep writes nothing new, and never a second run. Report files go to the
-parent run's ``report/`` artifact folder, overwritten on each run.
+Keyed by what produced them: an aggregate is found again by its tags (role ``aggregate``, the parent
+run, the config hash and the *report key* — the baseline it was compared with), so a report against
+another baseline (or none) writes its own aggregate runs and its own ``report/<key>/`` artifact folder
+instead of overwriting the first. The same report again writes nothing new (a metric is logged only when
+its value changed); a report whose numbers *would* change those already recorded under its key (more
+trials since, another confidence level) is refused unless ``replace`` (``--replace``) says so. The
+parent run gets the sweep's summary: the best configuration, its mean and CI, and the run counts, so
+its collapsed row and the chart view show something.
 """
 
 from __future__ import annotations
@@ -73,12 +77,18 @@ def aggregate_metrics(report: SweepReport, summary: ConfigSummary) -> dict[str, 
     return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
 
 
+def report_key(report: SweepReport) -> str:
+    """What distinguishes one report's aggregates from another's: the baseline they compare against."""
+    return f"baseline-{report.baseline.config_hash}" if report.baseline is not None else "no-baseline"
+
+
 def log_aggregates(
     report: SweepReport,
     tracking_uri: str,
     files: list[Path] = (),
     experiment_id: str | None = None,
     parent_run_id: str | None = None,
+    replace: bool = False,
 ) -> AggregateResult:
     """Create or update one aggregate run per configuration and attach ``files`` to the parent run."""
     from mlflow.entities import Metric, Param, RunTag
@@ -90,6 +100,7 @@ def log_aggregates(
     parent_id = parent_run_id or _parent_run_id(
         client, experiment_id, report.sweep.name, report.sweep.sweep_id
     )
+    key = report_key(report)
     existing = {
         run.data.tags.get("spikesweep.config_hash"): run
         for run in search_all_runs(
@@ -97,7 +108,10 @@ def log_aggregates(
             experiment_id,
             f"tags.`{_ROLE_TAG}` = '{AGGREGATE_ROLE}' and tags.`mlflow.parentRunId` = '{parent_id}'",
         )
+        if _key_of(run) == key
     }
+    if not replace:
+        _refuse_changes(report, existing, key)
     result = AggregateResult(parent_run_id=parent_id)
     sweep_id = client.get_run(parent_id).data.tags.get("spikesweep.sweep_id")
     baseline_hash = report.baseline.config_hash if report.baseline is not None else "none"
@@ -113,6 +127,7 @@ def log_aggregates(
             "spikesweep.baseline": baseline_hash,
             "spikesweep.is_baseline": str(group.config_hash == baseline_hash).lower(),
             "spikesweep.confidence": f"{report.confidence:g}",
+            "spikesweep.report_key": key,
         }
         if sweep_id:
             tags["spikesweep.sweep_id"] = sweep_id
@@ -153,10 +168,70 @@ def log_aggregates(
         if created or run.info.status != "FINISHED":
             client.set_terminated(run_id, status="FINISHED")
 
+    _log_parent_summary(client, parent_id, report)
     for path in files:
-        client.log_artifact(parent_id, str(path), artifact_path="report")
-        result.artifacts.append(f"report/{Path(path).name}")
+        client.log_artifact(parent_id, str(path), artifact_path=f"report/{key}")
+        result.artifacts.append(f"report/{key}/{Path(path).name}")
     return result
+
+
+def _key_of(run) -> str:
+    """A run's report key; aggregates written before keys existed are keyed by their baseline tag."""
+    tags = run.data.tags
+    if "spikesweep.report_key" in tags:
+        return tags["spikesweep.report_key"]
+    baseline = tags.get("spikesweep.baseline", "none")
+    return "no-baseline" if baseline == "none" else f"baseline-{baseline}"
+
+
+def _refuse_changes(report: SweepReport, existing: dict, key: str) -> None:
+    """Raise when this report would change numbers already recorded under its key (see the docstring)."""
+    changed = []
+    for summary in report.summaries:
+        run = existing.get(summary.group.config_hash)
+        if run is None:
+            continue
+        old = run.data.metrics
+        for name, value in aggregate_metrics(report, summary).items():
+            if name in old and not math.isclose(old[name], value, rel_tol=1e-12, abs_tol=1e-12):
+                changed.append(f"{summary.group.label}: {name} {old[name]:.6g} → {value:.6g}")
+    if changed:
+        shown = changed[:5] + ([f"… and {len(changed) - 5} more"] if len(changed) > 5 else [])
+        raise ReportInputError(
+            f"MLflow already holds this report ({key}) with other numbers:\n  - "
+            + "\n  - ".join(shown)
+            + "\npass --replace to overwrite them, or --no-mlflow to only write the files"
+        )
+
+
+def _log_parent_summary(client, parent_id: str, report: SweepReport) -> None:
+    """Best configuration, its mean and CI, and the run counts on the sweep's parent run."""
+    from mlflow.entities import Metric, RunTag  # noqa: PLC0415
+
+    counts = report.sweep.status_counts()
+    now = int(time.time() * 1000)
+    values = {"n_complete": counts["COMPLETE"], "n_failed": counts["FAILED"], "n_pruned": counts["PRUNED"]}
+    ranked = [s for s in report.summaries if s.rank == 1]
+    tags = []
+    if ranked:
+        best = ranked[0]
+        est = best.estimates[report.metric]
+        values.update(
+            {
+                f"best_{report.metric}_mean": est.mean,
+                f"best_{report.metric}_ci_low": est.ci_low,
+                f"best_{report.metric}_ci_high": est.ci_high,
+                f"best_{report.metric}_n": est.n,
+            }
+        )
+        tags = [
+            RunTag("spikesweep.best_configuration", best.group.label[:5000]),
+            RunTag("spikesweep.best_config_hash", best.group.config_hash),
+        ]
+    metrics = [
+        Metric(k, float(v), now, 0) for k, v in values.items() if v is not None and math.isfinite(float(v))
+    ]
+    client.log_batch(parent_id, metrics=metrics, tags=tags)
 
 
 def _experiment_id(client, name: str, tracking_uri: str) -> str:

@@ -110,7 +110,31 @@ def load_mlflow(tracking_uri: str, experiment: str) -> SweepData:
         tracking_uri=tracking_uri,
         experiment_id=exp.experiment_id,
         parent_run_id=parent.info.run_id if parent is not None else None,
+        space=_parent_space(client, parent) if parent is not None else None,
     )
+
+
+def _parent_space(client, parent) -> dict | None:
+    """The space file the sweep attached to its parent run (``space/``), read with the strict reader, so a
+    report from MLflow uses the same ``report:`` section (baseline, kind) as one from the sweep directory."""
+    import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from engine.errors import ConfigError  # noqa: PLC0415
+    from engine.yamlio import read_yaml_file  # noqa: PLC0415
+
+    try:
+        files = [a.path for a in client.list_artifacts(parent.info.run_id, "space") if not a.is_dir]
+        if not files:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = client.download_artifacts(parent.info.run_id, files[0], tmp)
+            space = read_yaml_file(Path(local), "sweep space")
+    except (ConfigError, OSError):
+        return None
+    except Exception:  # noqa: BLE001 — an unreachable artifact store: report without the space
+        return None
+    return space if isinstance(space, dict) else None
 
 
 def search_all_runs(client, experiment_id: str, filter_string: str) -> list:
