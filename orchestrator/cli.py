@@ -17,7 +17,17 @@ COMMAND_MODULES: tuple[str, ...] = (
     "orchestrator.commands.report",
     "orchestrator.commands.compare",
     "orchestrator.commands.landscape",
+    "orchestrator.commands.completion",
 )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("spikesweep")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spikesweep",
         description="Static→event knowledge transfer for spiking networks, and the sweeps that test it.",
     )
+    parser.add_argument("--version", action="version", version=f"spikesweep {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         module = importlib.import_module(module_name)

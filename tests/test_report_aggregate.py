@@ -78,6 +78,12 @@ def test_summary_statistics_equal_scipy(report, rank, metric, values):
 def test_median_best_epoch(report):
     assert report.summaries[0].median_best_epoch == 2.0  # best epochs 2, 2, 3
     assert report.summaries[1].median_best_epoch == 2.0  # 2, 1, 2
+    from orchestrator.report.tables import summary_table
+
+    # people read epochs counted from 1, like the trainer's "epoch 3/4" lines
+    table = summary_table(report)
+    column = table.headers.index("median best epoch")
+    assert [row[column] for row in table.rows] == ["3.0", "3.0"]
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_metric_arguments(parser)
     parser.add_argument(
-        "--out", type=Path, default=Path("compare"), help="output directory (default: ./compare)"
+        "--out", type=Path, help="output directory (default: FIRST_SWEEP/compare, or ./compare-EXPERIMENT)"
     )
 
 
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{metric_title(comp.metric)} across {len(sweeps)} sweeps (reference: {comp.names[0]}):\n")
     print(comparison_table(comp, comp.metric).to_text())
+    if args.out is None:  # inside the reference sweep; from MLflow only, beside the current directory
+        args.out = Path(args.sweeps[0]) / "compare" if args.sweeps else Path(f"compare-{sweeps[0].name}")
     files = write_comparison(comp, args.out)
     print(f"\nwrote {', '.join(p.name for p in files)} to {args.out}/")
     return 0

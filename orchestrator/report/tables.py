@@ -177,7 +177,7 @@ def summary_table(report: SweepReport, *, compact: bool = False, digits: int = 2
             for metric in report.metrics:
                 est = s.estimates[metric]
                 row += [format_estimate(est, digits), format_number(est.std, digits)]
-        row.append(format_number(s.median_best_epoch, 1))
+        row.append(format_number(s.median_best_epoch + 1, 1))  # epochs are counted from 1 where people read
         if report.baseline is not None:
             c = diffs.get(s.group.config_hash)
             row += [format_diff(c, digits), format_p(c.p_ttest_holm)] if c else ["baseline", DASH]
