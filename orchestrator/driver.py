@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -76,6 +76,7 @@ def run_sweep(
     dry_run: bool = False,
     out: TextIO | None = None,
     estimate: bool = False,
+    overrides: Sequence[str] = (),
 ) -> SweepOutcome:
     """Run (or resume, or only plan) the sweep a space file describes.
 
@@ -90,10 +91,12 @@ def run_sweep(
         dry_run: print the plan and resources, start nothing.
         estimate: with ``dry_run``, also time the plan's run shapes and print a wall-time estimate
             (:mod:`orchestrator.estimate`).
+        overrides: ``--set KEY=VALUE`` changes to the space's base config; they become part of the space
+            (its hash and the ``space.yaml`` kept in the sweep directory), so they name another sweep.
         out: where to print (default stdout).
     """
     stream = out or sys.stdout
-    space = load_space(space_path)
+    space = load_space(space_path, overrides)
     sweep_dir = SweepDir.for_space(space, storage, name)
     plan = build_plan(space)
     if dry_run:

@@ -44,17 +44,20 @@ A space file, top to bottom (every key but ``name`` is optional)::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import RunConfig, all_keys, flatten
+import yaml
+
+from engine.config import RunConfig, all_keys, flatten, parse_assignments, unflatten
 from engine.errors import ConfigError
 from engine.yamlio import read_yaml_file
 
@@ -294,6 +297,16 @@ class SweepSpace:
     progress_interval_s: float
     raw: dict[str, Any]
     """The parsed YAML, for hashing and for the copy kept in the sweep directory."""
+    cli_overrides: tuple[str, ...] = ()
+    """``sweep --set`` values already merged into ``base`` (and into ``raw``)."""
+
+    def text(self) -> str:
+        """What the sweep directory keeps as ``space.yaml``: the file as written, or — with ``--set`` —
+        the merged space, headed by the command-line values it came from."""
+        if not self.cli_overrides:
+            return self.path.read_text()
+        header = f"# {self.path} with --set {' '.join(self.cli_overrides)}\n"
+        return header + yaml.safe_dump(self.raw, sort_keys=False, allow_unicode=True)
 
     # ----------------------------------------------------------------------------------------------
     def base_config(self) -> RunConfig:
@@ -374,10 +387,23 @@ class SweepSpace:
 # loading
 
 
-def load_space(path: str | Path) -> SweepSpace:
-    """Read and validate a space file; :class:`SpaceError` names the file, key path and allowed values."""
+def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpace:
+    """Read and validate a space file; :class:`SpaceError` names the file, key path and allowed values.
+
+    ``overrides`` (``sweep --set KEY=VALUE``) change the space's ``base`` before validation, so they are
+    part of the space and of its hash: the same space with another ``--set`` is another sweep.
+    """
     path = Path(path)
-    return parse_space(read_yaml_file(path, "search-space file", SpaceError), path)
+    raw = read_yaml_file(path, "search-space file", SpaceError)
+    if overrides and isinstance(raw, dict):
+        values = parse_assignments(list(overrides), "--set")
+        RunConfig().with_overrides(values, source="--set")  # unknown keys: train's did-you-mean message
+        base = raw.get("base") or {}
+        if not isinstance(base, dict):
+            raise SpaceError(f"{path}: base: must be a mapping of run-config keys, got {base!r}")
+        raw = {**raw, "base": unflatten({**flatten(base), **values})}
+    space = parse_space(raw, path)
+    return dataclasses.replace(space, cli_overrides=tuple(overrides)) if overrides else space
 
 
 def parse_space(raw: Any, path: str | Path = "<space>") -> SweepSpace:

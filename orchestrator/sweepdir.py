@@ -120,7 +120,7 @@ class SweepDir:
             spikesweep_version=spikesweep_version(),
             space=json.loads(json.dumps(space.canonical(), default=str)),
         )
-        _atomic_write(self.space_path, space.path.read_text())
+        _atomic_write(self.space_path, space.text())
         _atomic_write(self.meta_path, json.dumps(asdict(meta), indent=2) + "\n")
         return meta
 

@@ -31,3 +31,32 @@ def test_completion_script_completes_commands_and_options(shell):
         probe = probe.split("\n", 1)[1]  # bash runs the same function body (zsh loads it via bashcompinit)
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True).stdout.split()
     assert "--dry-run" in out and "landscape" in out
+
+
+def test_sweep_set_changes_the_base_and_names_another_sweep(tmp_path, capsys):
+    from pathlib import Path
+
+    import yaml
+
+    from orchestrator.space import load_space
+    from orchestrator.sweepdir import SweepDir
+
+    smoke = Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"
+    plain = load_space(smoke)
+    changed = load_space(smoke, ["epochs=2", "optim.lr=1e-2"])
+    assert changed.base_config().epochs == 2 and changed.base_config().optim.lr == 1e-2
+    assert changed.space_hash() != plain.space_hash()
+    sweep_dir = SweepDir.for_space(changed, tmp_path, None)
+    sweep_dir.create(changed)
+    kept = sweep_dir.space_path.read_text()
+    assert kept.startswith(f"# {smoke} with --set epochs=2 optim.lr=1e-2\n")
+    assert load_space(sweep_dir.space_path).space_hash() == changed.space_hash()  # the copy is that space
+    assert yaml.safe_load(kept)["base"]["epochs"] == 2
+    # the same command resumes it; the file without --set is another space
+    sweep_dir.check_resumable(load_space(smoke, ["epochs=2", "optim.lr=1e-2"]))
+    with pytest.raises(Exception, match="changed search space"):
+        sweep_dir.check_resumable(plain)
+    # an unknown key: the same did-you-mean as train, nothing written
+    code = cli_main(["sweep", str(smoke), "--storage", str(tmp_path / "s"), "--dry-run", "--set", "epoch=2"])
+    assert code == 2 and "unknown config key 'epoch'; did you mean epochs?" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orchestrator.commands import add_overrides_argument
+
 NAME = "sweep"
 HELP = "Run a hyperparameter/seed sweep of the engine (Ray Tune + Optuna + MLflow), or resume one."
 
@@ -39,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "wall time (imports torch; a few seconds per shape)",
     )
 
+    add_overrides_argument(
+        parser,
+        "change the space's base config, e.g. epochs=2 (part of the space and its hash: another sweep, so "
+        "give it another --name)",
+    )
+
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.driver import run_sweep  # noqa: PLC0415 — Ray, Optuna and MLflow load only here
@@ -51,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
         resume=True if args.resume else None,
         dry_run=args.dry_run or args.estimate,
         estimate=args.estimate,
+        overrides=args.overrides,
     )
     return outcome.exit_code
