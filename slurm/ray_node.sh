@@ -29,7 +29,8 @@
 # Optional environment: SPIKESWEEP_RAY_LOG_DIR (this node's output goes to ray-<jobid>-<node>.log there,
 # named by the Slurm node, which srun's %N cannot do when several nodes share a host),
 # SPIKESWEEP_RAY_TMP_ROOT (parent of the per-node temp dir; default $TMPDIR or /tmp),
-# SPIKESWEEP_RAY_START_ARGS (extra `ray start` flags, split on spaces).
+# SPIKESWEEP_RAY_START_ARGS (extra `ray start` flags, split on spaces), SPIKESWEEP_SETUP (a file of
+# set-up lines sourced on worker nodes before Ray starts).
 set -euo pipefail
 
 if [[ ${1:-} != --dry-run && -n ${SPIKESWEEP_RAY_LOG_DIR:-} && -n ${SLURMD_NODENAME:-} ]]; then
@@ -37,6 +38,15 @@ if [[ ${1:-} != --dry-run && -n ${SPIKESWEEP_RAY_LOG_DIR:-} && -n ${SLURMD_NODEN
 fi
 
 die() { echo "ray_node.sh (${SLURMD_NODENAME:-?}): error: $*" >&2; exit 1; }
+
+# The site's set-up lines (`slurm submit --setup FILE`), on the worker nodes; the batch script has
+# already sourced them on the head node.
+if [[ ${1:-} == worker && -n ${SPIKESWEEP_SETUP:-} ]]; then
+    set +u
+    # shellcheck disable=SC1090
+    source "$SPIKESWEEP_SETUP" || die "the set-up file $SPIKESWEEP_SETUP returned an error"
+    set -u
+fi
 
 dry_run=""
 if [[ ${1:-} == --dry-run ]]; then

@@ -70,7 +70,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="OPTION",
         help="extra sbatch option for the script, e.g. --sbatch=--qos=high (repeatable)",
     )
-    submit.add_argument("--dry-run", action="store_true", help="write and print the script, submit nothing")
+    submit.add_argument(
+        "--setup",
+        type=Path,
+        metavar="FILE",
+        help="shell lines sourced on every node before Ray starts (module load ..., conda activate ...)",
+    )
+    submit.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the script and where it would go; write and submit nothing",
+    )
 
     status = sub.add_parser("status", help="the sweep's Slurm job(s) and progress")
     status.add_argument("name", help="sweep name (or the sweep directory)")
@@ -81,6 +91,16 @@ def run(args: argparse.Namespace) -> int:
     if args.slurm_command == "submit":
         return _submit(args)
     return _status(args)
+
+
+def _fit_gpus(space: SweepSpace, request: SlurmRequest) -> tuple[SlurmRequest, str | None]:
+    """A space whose trials use no GPU requests none, whatever --gpus-per-node says."""
+    import dataclasses  # noqa: PLC0415
+
+    if space.resources.gpu == 0 and request.gpus_per_node:
+        note = f"the space's trials use no GPU (resources.gpu: 0): not requesting the {request.gpus_per_node}"
+        return dataclasses.replace(request, gpus_per_node=0), note + " of --gpus-per-node"
+    return request, None
 
 
 def _check_fits(space: SweepSpace, request: SlurmRequest) -> str:
@@ -101,7 +121,12 @@ def _check_fits(space: SweepSpace, request: SlurmRequest) -> str:
     per_node = math.floor(request.cpus_per_node / need.cpu) if need.cpu else math.inf
     if need.gpu:
         per_node = min(per_node, math.floor(request.gpus_per_node / need.gpu + 1e-9))
-    return f"room for {per_node * request.nodes} concurrent trial(s) ({request.nodes} node(s) x {per_node})"
+    room = per_node * request.nodes
+    text = f"room for {room} concurrent trial(s) ({request.nodes} node(s) x {per_node})"
+    cap = space.max_concurrent_trials
+    if cap is not None and cap < room:
+        text += f"; the space runs at most {cap} at once (max_concurrent_trials)"
+    return text
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -132,8 +157,16 @@ def _submit(args: argparse.Namespace) -> int:
     resuming = sweep_dir.exists()
     if resuming:
         sweep_dir.check_resumable(space)
+    request, gpu_note = _fit_gpus(space, request)
     room = _check_fits(space, request)
-    files = write_job_files(request, space_path=args.space, name=sweep_dir.name, storage=sweep_dir.storage)
+    files = write_job_files(
+        request,
+        space_path=args.space,
+        name=sweep_dir.name,
+        storage=sweep_dir.storage,
+        setup=args.setup,
+        dry_run=args.dry_run,
+    )
     runs = build_plan(space).max_engine_runs()
     state = "resumes the existing sweep" if resuming else "new"
     lines = [
@@ -141,11 +174,14 @@ def _submit(args: argparse.Namespace) -> int:
         f"  request: {request.describe()}; {room}",
         f"  script: {files.script}",
     ]
+    if gpu_note:
+        lines.append(f"  note: {gpu_note}")
     summary = "\n".join(lines)
     if args.dry_run:
-        print(files.script.read_text())
+        print(files.text)
         print(
-            f"# dry run: nothing submitted. {summary}\n# submit with: sbatch {files.script}", file=sys.stderr
+            f"# dry run: nothing written or submitted; the script would go to {files.script}. {summary}",
+            file=sys.stderr,
         )
         return 0
     job_id = submit_script(files.script, request)

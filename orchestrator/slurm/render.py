@@ -40,6 +40,7 @@ __all__ = [
 
 SCRIPT_NAME = "sweep.sbatch"
 NODE_HELPER_NAME = "ray_node.sh"
+SETUP_NAME = "setup.sh"
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
@@ -94,6 +95,9 @@ class SweepJob:
     """Working directory of the job (relative paths in the space resolve as they did at submission)."""
     driver: Path | None = None
     """The ``spikesweep`` executable the job runs (default: the one next to ``python``)."""
+    setup: Path | None = None
+    """The copy in ``<sweep>/slurm/setup.sh`` of the site's set-up lines (``--setup``), sourced on every node
+    before Ray starts (``module load``, ``conda activate``)."""
 
     @property
     def sweep_dir(self) -> Path:
@@ -154,6 +158,7 @@ def render_sweep_script(request: SlurmRequest, job: SweepJob, rendered_at: _dt.d
         "signal_lead_s": str(request.signal_lead_s),
         "join_timeout_s": str(request.join_timeout_s),
         "max_requeues": str(request.max_requeues),
+        "setup_q": shlex.quote(str(job.setup)) if job.setup else "''",
     }
     text = (template_dir() / SCRIPT_NAME).read_text()
     rendered = render_template(text, values)
@@ -166,6 +171,8 @@ class JobFiles:
     script: Path
     node_helper: Path
     space: Path
+    text: str = ""
+    """The rendered script."""
 
 
 def default_python() -> Path:
@@ -181,9 +188,18 @@ def write_job_files(
     storage: Path,
     python: Path | None = None,
     workdir: Path | None = None,
+    setup: Path | None = None,
+    dry_run: bool = False,
 ) -> JobFiles:
-    """Render the script into ``<storage>/<name>/slurm/`` with a copy of the space and the node helper."""
+    """Render the script into ``<storage>/<name>/slurm/`` with a copy of the space and the node helper.
+
+    ``setup``: a file of shell lines copied to ``setup.sh`` there and sourced on every node before Ray.
+    ``dry_run``: render and check everything, write nothing; the returned paths say where files would go
+    and ``JobFiles.text`` holds the script.
+    """
     python = python or default_python()
+    if setup is not None and not setup.is_file():
+        raise ConfigError(f"--setup {str(setup)!r} is not a readable file")
     missing = [p for p in (python, python.parent / "spikesweep", python.parent / "ray") if not p.exists()]
     if missing:
         raise ConfigError(
@@ -197,13 +213,19 @@ def write_job_files(
         space=job_dir / space_path.name,
         python=python,
         workdir=(workdir or Path.cwd()).absolute(),
+        setup=job_dir / SETUP_NAME if setup is not None else None,
     )
     script_text = render_sweep_script(request, job)  # validate before touching the disk
+    files = JobFiles(script=job.script_path, node_helper=job.node_helper, space=job.space, text=script_text)
+    if dry_run:
+        return files
     job_dir.mkdir(parents=True, exist_ok=True)
+    if setup is not None:
+        shutil.copyfile(setup, job_dir / SETUP_NAME)
     if space_path.absolute() != job.space:
         shutil.copyfile(space_path, job.space)
     shutil.copyfile(template_dir() / NODE_HELPER_NAME, job.node_helper)
     job.node_helper.chmod(0o755)
     job.script_path.write_text(script_text)
     job.script_path.chmod(0o755)
-    return JobFiles(script=job.script_path, node_helper=job.node_helper, space=job.space)
+    return files

@@ -237,7 +237,7 @@ def test_node_helper_refuses_to_run_outside_a_job() -> None:
 
 
 # --- the CLI without a Slurm cluster ---------------------------------------------------------------------
-def test_dry_run_writes_a_runnable_script_and_submits_nothing(
+def test_dry_run_prints_the_script_and_writes_nothing(
     tiny_space: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     storage = tmp_path / "sweeps"
@@ -245,15 +245,49 @@ def test_dry_run_writes_a_runnable_script_and_submits_nothing(
     out, err = capsys.readouterr()
     job_dir = storage / "tiny" / "slurm"
     assert code == 0
-    assert out.strip() == (job_dir / "sweep.sbatch").read_text().strip()
-    assert "#SBATCH --nodes=2" in out and "dry run: nothing submitted" in err
+    assert "#SBATCH --nodes=2" in out and "nothing written or submitted" in err
+    assert f"the script would go to {job_dir / 'sweep.sbatch'}" in err
+    helper = job_dir / "ray_node.sh"
+    assert f"RAY_NODE={helper}" in out and f"SPACE={job_dir / 'tiny.yaml'}" in out
+    assert not storage.exists()  # nothing written: not the script, not the sweep directory
+
+
+def test_submit_writes_the_script_with_a_snapshot_of_the_space(tiny_space: Path, tmp_path: Path) -> None:
+    from orchestrator.slurm.render import write_job_files
+    from orchestrator.slurm.request import SlurmRequest
+
+    storage = tmp_path / "sweeps"
+    request = SlurmRequest(nodes=2, cpus_per_node=2, time="1:00:00").validate()
+    files = write_job_files(request, space_path=tiny_space, name="tiny", storage=storage)
+    job_dir = storage / "tiny" / "slurm"
+    assert files.script.read_text() == files.text and "#SBATCH --nodes=2" in files.text
     assert (job_dir / "tiny.yaml").read_text() == TINY_SPACE  # the job runs a snapshot of the space
     helper = job_dir / "ray_node.sh"
     assert helper.read_text() == (template_dir() / "ray_node.sh").read_text()
     assert helper.stat().st_mode & stat.S_IXUSR
-    assert f"RAY_NODE={helper}" in out and f"SPACE={job_dir / 'tiny.yaml'}" in out
     assert not (job_dir / "jobs.tsv").exists()
     assert not (storage / "tiny" / "sweep.json").exists()  # the sweep itself starts only in the job
+
+
+def test_the_script_fits_the_space(tiny_space: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """No GPU request for a CPU-only space, the concurrency the space allows, the site's set-up lines."""
+    setup = tmp_path / "site.sh"
+    setup.write_text("export SITE_READY=yes\n")
+    tiny_space.write_text(TINY_SPACE + "max_concurrent_trials: 2\n")
+    argv = ["slurm", "submit", str(tiny_space), "--storage", str(tmp_path / "s"), "--gpus-per-node", "4"]
+    code = main([*argv, "--cpus-per-node", "16", "--setup", str(setup), "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "--gres" not in "\n".join(line for line in out.splitlines() if line.startswith("#SBATCH"))
+    assert "not requesting the 4 of --gpus-per-node" in err
+    assert "room for 16 concurrent trial(s)" in err and "the space runs at most 2 at once" in err
+    assert f"SETUP={tmp_path / 's' / 'tiny' / 'slurm' / 'setup.sh'}" in out
+    # the set-up runs before Ray, in the batch script and (through SPIKESWEEP_SETUP) on the other nodes
+    assert out.index('source "$SETUP"') < out.index('"$RAY_NODE" head')
+    assert "SPIKESWEEP_SETUP" in (template_dir() / "ray_node.sh").read_text()
+    missing = main([*argv, "--setup", str(tmp_path / "nope.sh"), "--dry-run"])
+    assert missing == 2 and "--setup" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
 
 
 def test_submit_without_sbatch_says_where_to_run_it(
