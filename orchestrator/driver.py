@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -77,6 +78,7 @@ def run_sweep(
     out: TextIO | None = None,
     estimate: bool = False,
     overrides: Sequence[str] = (),
+    verbose: bool = False,
 ) -> SweepOutcome:
     """Run (or resume, or only plan) the sweep a space file describes.
 
@@ -91,6 +93,7 @@ def run_sweep(
         dry_run: print the plan and resources, start nothing.
         estimate: with ``dry_run``, also time the plan's run shapes and print a wall-time estimate
             (:mod:`orchestrator.estimate`).
+        verbose: keep Ray's and MLflow's own banners and hints (:func:`quiet_ray`).
         overrides: ``--set KEY=VALUE`` changes to the space's base config; they become part of the space
             (its hash and the ``space.yaml`` kept in the sweep directory), so they name another sweep.
         out: where to print (default stdout).
@@ -127,10 +130,16 @@ def run_sweep(
         # A resume unpickles Ray Tune's saved state, and unpickling runs whatever the file says: first
         # make sure nobody but us could have written anything in the sweep directory (orchestrator.trust).
         check_state_trusted(sweep_dir.root)
+        from orchestrator.optuna_bridge import StudyBridge  # noqa: PLC0415
+
+        if sweep_dir.optuna_db.is_file() and StudyBridge(space, sweep_dir).is_complete():
+            print(f"[sweep] {sweep_dir.name} is complete; nothing to run (Ray not started)", file=stream)
+            return _conclude(space, sweep_dir, None, True, stream)
     check_datasets(space, plan)  # a missing dataset fails here, not in every trial on the cluster
     if address is None and not _ray_running():
         check_cluster_fits(space, local_resources())  # before anything is written
     _private_umask()
+    quiet_ray(verbose)
     meta = meta or sweep_dir.create(space)
     # Ray installs its own SIGTERM handler (which aborts the driver) in ray.init: ours goes on after it.
     with _ray_cluster(address, stream), _interrupt_on_sigterm():
@@ -145,7 +154,10 @@ def run_sweep(
             flush=True,
         )
         results = tuner.fit()
-    return _conclude(space, sweep_dir, results, resumed or existing, stream)
+    resume = ["spikesweep", "sweep", str(space_path), "--storage", str(sweep_dir.storage)]
+    resume += ["--name", sweep_dir.name] if name else []
+    resume += [arg for o in overrides for arg in ("--set", o)]
+    return _conclude(space, sweep_dir, results, resumed or existing, stream, shlex.join(resume))
 
 
 def dry_run_problems(space: SweepSpace, plan: Any, address: str | None) -> list[str]:
@@ -159,6 +171,36 @@ def dry_run_problems(space: SweepSpace, plan: Any, address: str | None) -> list[
         except ConfigError as exc:
             problems.append(str(exc))
     return problems
+
+
+def quiet_ray(verbose: bool) -> None:
+    """Ray's and MLflow's banners, hints and info lines off unless ``--verbose``.
+
+    Off: the local-instance and token banners (token authentication itself stays on), Tune's
+    configuration box (which claims 2**63 trials: the searcher, not Tune, ends the plan), its
+    TensorBoard and ``Tuner.restore`` hints (the resume command is printed by this driver instead), and
+    MLflow's database-migration info lines. Warnings and errors that concern the user still print.
+    """
+    if verbose:
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter prints nothing at verbose=0
+    import mlflow  # noqa: F401, PLC0415 — both set their loggers' levels on import: import first, then quiet
+    import ray  # noqa: F401, PLC0415
+
+    for name in ("ray", "ray.tune", "ray.train", "ray.air", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    tune_logger = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _PythonResumeHint) for f in tune_logger.filters):
+        tune_logger.addFilter(_PythonResumeHint())
+
+
+class _PythonResumeHint(logging.Filter):
+    """Drops Tune's "Resume experiment with: Tuner.restore(...)" (Python, for Tune's own users); the driver
+    prints the spikesweep command that resumes instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
 
 
 def _ray_running() -> bool:
@@ -265,11 +307,12 @@ def _ray_cluster(address: str | None, stream: TextIO) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    level = logging.getLogger("ray").getEffectiveLevel()  # WARNING unless --verbose (quiet_ray)
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, logging_level=level)
     else:
         # "local": never attach to a cluster someone else started on this machine.
-        ray.init(address="local", include_dashboard=False)
+        ray.init(address="local", include_dashboard=False, logging_level=level)
     try:
         yield
     finally:
@@ -303,7 +346,12 @@ def _interrupt_on_sigterm() -> Iterator[None]:
 
 
 def _conclude(
-    space: SweepSpace, sweep_dir: SweepDir, results: Any, resumed: bool, stream: TextIO
+    space: SweepSpace,
+    sweep_dir: SweepDir,
+    results: Any,
+    resumed: bool,
+    stream: TextIO,
+    resume_command: str = "",
 ) -> SweepOutcome:
     from orchestrator.optuna_bridge import StudyBridge  # noqa: PLC0415
 
@@ -320,8 +368,8 @@ def _conclude(
         print(f"[sweep] {space.name} complete: {summary}. Results: {sweep_dir.trials_parquet}", file=stream)
     else:
         print(
-            f"[sweep] {space.name} stopped before the end ({summary}); its state is saved — rerun the same "
-            f"command to resume.",
+            f"[sweep] {sweep_dir.name} stopped before the end ({summary}); "
+            f"its state is saved — resume with:\n  {resume_command or 'the same command'}",
             file=stream,
         )
     return SweepOutcome(

@@ -106,7 +106,7 @@ def format_table(bridge: StudyBridge, recorder: SweepRecorder, trials: list, ela
     header = ("status", "trial", "stage", "seed", "epoch", space.metric, "params")
     widths = [max(len(str(r[i])) for r in [header, *shown]) for i in range(len(header) - 1)]
     lines = [
-        f"== sweep {space.name}: {len(trials)} trial(s) after {elapsed_s:.0f}s — "
+        f"== sweep {bridge.sweep_dir.name}: {progress_summary(bridge, recorder, elapsed_s)} — "
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     ]
     for row in [header, *shown]:
@@ -116,6 +116,35 @@ def format_table(bridge: StudyBridge, recorder: SweepRecorder, trials: list, ela
     if len(rows) > len(shown):
         lines.append(f"  … {len(rows) - len(shown)} more")
     return "\n".join(lines)
+
+
+def progress_summary(bridge: StudyBridge, recorder: SweepRecorder, elapsed_s: float) -> str:
+    """``k of N runs done, 12m elapsed, ETA 30m``: N is the plan's upper bound on engine runs; the ETA
+    takes the mean time of the epochs finished so far (this session's and earlier ones') times the
+    epochs still to run, spread over the trials running at once."""
+    from orchestrator.plan import build_plan  # noqa: PLC0415
+
+    total = build_plan(bridge.space).max_engine_runs()
+    epochs = bridge.space.base_config().epochs
+    records = list(recorder.runs.values())
+    done = sum(1 for r in records if r.seed_done)
+    times = [e["epoch_time_s"] for r in records for e in r.epochs.values() if e.get("epoch_time_s")]
+    text = f"{done} of {total} runs done, {_duration(elapsed_s)} elapsed"
+    if times and done < total:
+        running = [r for r in records if not r.seed_done]
+        left = (total - done - len(running)) * epochs + sum(max(0, epochs - len(r.epochs)) for r in running)
+        concurrency = max(1, len(running))
+        text += f", ETA {_duration(left * sum(times) / len(times) / concurrency)}"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _value(record: dict[str, float] | None, metric: str) -> str:

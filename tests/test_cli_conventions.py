@@ -60,3 +60,26 @@ def test_sweep_set_changes_the_base_and_names_another_sweep(tmp_path, capsys):
     code = cli_main(["sweep", str(smoke), "--storage", str(tmp_path / "s"), "--dry-run", "--set", "epoch=2"])
     assert code == 2 and "unknown config key 'epoch'; did you mean epochs?" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_progress_summary_counts_runs_and_estimates_the_rest():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from orchestrator.progress import progress_summary
+    from orchestrator.results import RunRecord
+    from orchestrator.space import load_space
+
+    space = load_space(
+        Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"
+    )  # 2 × 2 runs, 8 epochs
+    done = RunRecord(
+        "g0000s42", 42, 0, "t1", "grid", "h", {e: {"epoch_time_s": 10.0} for e in range(8)}, seed_done=True
+    )
+    running = RunRecord(
+        "g0000s1024", 1024, 0, "t2", "grid", "h", {e: {"epoch_time_s": 10.0} for e in range(3)}
+    )
+    recorder = SimpleNamespace(runs={"a": done, "b": running})
+    bridge = SimpleNamespace(space=space, sweep_dir=SimpleNamespace(name="smoke-2"))
+    # 21 epochs left (8 for the run not started, 5 for the running one) × 10 s, one run at a time
+    assert progress_summary(bridge, recorder, 125.0) == "1 of 4 runs done, 2m05s elapsed, ETA 3m30s"

@@ -168,7 +168,10 @@ def test_graceful_stops_resume_without_duplicates(tmp_path, cache) -> None:
         assert first.wait(timeout=120) == 75, command.log(1)
     finally:
         _kill_group(first)
-    assert "rerun the same command to resume" in command.log(1)
+    resume = (
+        f"its state is saved — resume with:\n  spikesweep sweep {command.space} --storage {command.storage}"
+    )
+    assert resume in command.log(1)
     assert command.completed() == 1
     _, parents, children = command.mlflow()
     assert parents[0].info.status == "KILLED" and parents[0].data.tags["spikesweep.status"] == "INTERRUPTED"
@@ -199,7 +202,16 @@ def test_graceful_stops_resume_without_duplicates(tmp_path, cache) -> None:
     assert final.returncode == 0, final.stdout
     assert "resume complete: 4 complete" in final.stdout
     assert_finished_exactly_once(command)
-    assert "Restored" in command.log(2) + command.log(3), "interrupted trials resume from their checkpoints"
+    resumed = command.log(2) + command.log(3)
+    assert "resumed from its checkpoint" in resumed, "interrupted trials resume from their checkpoints"
+    # quiet by default: none of Ray's banners and hints, progress as k of N runs
+    for noise in ("Configuration for experiment", "TensorBoard", "Tuner.restore", "Started a local Ray"):
+        assert noise not in final.stdout + resumed, noise
+    assert "of 4 runs done" in final.stdout + resumed
+    # rerunning a finished sweep prints its summary without starting Ray
+    again = command.run()
+    assert again.returncode == 0 and "is complete; nothing to run (Ray not started)" in again.stdout
+    assert "resume complete: 4 complete" in again.stdout
 
 
 def test_killed_driver_resumes_without_duplicates(tmp_path, cache) -> None:

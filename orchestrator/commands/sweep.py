@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "wall time (imports torch; a few seconds per shape)",
     )
 
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show Ray's and MLflow's own banners, hints and info lines",
+    )
     add_overrides_argument(
         parser,
         "change the space's base config, e.g. epochs=2 (part of the space and its hash: another sweep, so "
@@ -60,5 +65,6 @@ def run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run or args.estimate,
         estimate=args.estimate,
         overrides=args.overrides,
+        verbose=args.verbose,
     )
     return outcome.exit_code

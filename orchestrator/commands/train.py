@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from orchestrator.commands import add_overrides_argument
@@ -74,7 +75,18 @@ def run(args: argparse.Namespace) -> int:
     if run_dir is None:
         run_dir = args.out or Path("runs") / f"{name}-{config.config_hash()}-seed{config.seed}"
 
-    result = train(config, run_dir, resume_from=resume_from)
+    try:
+        result = train(config, run_dir, resume_from=resume_from)
+    except KeyboardInterrupt:
+        # every finished epoch is checkpointed: say how to continue from the last one
+        import shlex
+
+        if (Path(run_dir) / "checkpoints").is_dir():
+            print(
+                f"\ninterrupted; continue with: spikesweep train --resume {shlex.quote(str(run_dir))}",
+                file=sys.stderr,
+            )
+        raise
     if result.epochs_run == 0:
         print(f"{run_dir}: no epoch completed")
         return 1
