@@ -83,8 +83,14 @@ def reported(sweep_dir, tmp_path_factory):
 def test_report_writes_markdown_parquet_and_figures(reported):
     for name in ("report.md", "summary.parquet", "comparisons.parquet", "ablation.tex"):
         assert (reported / name).is_file(), name
-    for name in ("learning_curves", "sliding_p", "ablation", "alpha"):
+    for name in ("learning_curves", "ablation", "alpha"):
         assert (reported / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    # β is all that varies: P is the same curve in both configurations, so it is not drawn (and said so)
+    assert not (reported / "sliding_p.png").exists()
+    assert (
+        "sliding_p.png not drawn: `sliding_p` is the same in every configuration"
+        in (reported / "report.md").read_text()
+    )
     summary = pq.read_table(reported / "summary.parquet").to_pylist()
     assert sorted(r["label"] for r in summary) == ["method.beta=0", "method.beta=0.5"]
     assert all(r["n_complete"] == 3 and r["seeds"] == SEEDS for r in summary)

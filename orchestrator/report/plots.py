@@ -49,16 +49,44 @@ def plot_report(report: SweepReport, out_dir: Path, max_configs: int = MAX_CONFI
         "sliding_p": ("sliding_p", "replacement probability P", "Sliding training: P", (0.0, 1.0)),
     }
     for name, (key, ylabel, title, bounds) in curves.items():
+        if key != "test_top1" and not _differs(report, shown, [key]):
+            result.notes.append(f"{name}.png not drawn: `{key}` is the same in every configuration")
+            continue
         path = plot_curve(report, shown, key, out_dir / f"{name}.png", ylabel, title, bounds)
         _record(result, name, path, f"no per-epoch `{key}` values in this sweep")
     _record(result, "ablation", plot_ablation(report, out_dir / "ablation.png"), "no completed configuration")
-    _record(
-        result,
-        "alpha",
-        plot_alpha(report, shown, out_dir / "alpha.png"),
-        "no per-epoch α_t values (alpha_0 … alpha_{T-1}) in this sweep",
-    )
+    alpha_keys = [k for k in report.sweep.curves.metric_keys() if k.startswith("alpha_")]
+    if alpha_keys and not _differs(report, shown, alpha_keys, over_time=True):
+        result.notes.append(
+            "alpha.png not drawn: α_t never moved from its initial value in any configuration"
+        )
+    else:
+        _record(
+            result,
+            "alpha",
+            plot_alpha(report, shown, out_dir / "alpha.png"),
+            "no per-epoch α_t values (alpha_0 … alpha_{T-1}) in this sweep",
+        )
     return result
+
+
+def _differs(
+    report: SweepReport, shown: list[ConfigSummary], keys: list[str], over_time: bool = False
+) -> bool:
+    """Whether the seed-mean curves of ``keys`` differ between configurations (or, with ``over_time``,
+    also within one configuration over the epochs): a figure of identical lines says nothing."""
+    curves = []
+    for summary in shown:
+        for key in keys:
+            series = _seed_series(report, summary, key)
+            if series:
+                curves.append(np.nan_to_num(mean_band(series, report.confidence)[1], nan=-1.0))
+    if len(curves) < 2 and not over_time:
+        return bool(curves)
+    flat = np.concatenate(curves) if curves else np.zeros(0)
+    if over_time:
+        return flat.size > 0 and not np.allclose(flat, flat[0], rtol=0, atol=1e-9)
+    return any(c.shape != curves[0].shape or not np.allclose(c, curves[0], rtol=0, atol=1e-9) for c in curves)
 
 
 def _record(result: PlotResult, name: str, path: Path | None, why_missing: str) -> None:
@@ -163,6 +191,7 @@ def plot_curve(
     ax = fig.add_subplot()
     for (summary, series), color in zip(data, _colors(len(data)), strict=True):
         epochs, mean, low, high = mean_band(series, report.confidence)
+        epochs = epochs + 1  # epochs are counted from 1 where people read them
         ax.plot(epochs, mean, color=color, label=_wrap(f"{summary.group.label} (n={len(series)})", 90))
         if np.isfinite(low).any():
             if bounds is not None:
@@ -196,7 +225,10 @@ def plot_ablation(report: SweepReport, path: Path) -> Path | None:
     for yi, s in zip(y, summaries, strict=True):
         est = s.estimates[report.metric]
         is_base = report.baseline is not None and s.group is report.baseline
-        err = None if est.n < 2 else [[est.mean - est.ci_low], [est.ci_high - est.mean]]
+        low, high = est.ci_low, est.ci_high
+        if "top1" in report.metric or "top5" in report.metric:  # an accuracy's CI drawn within 0–100 %
+            low, high = max(low, 0.0), min(high, 100.0)
+        err = None if est.n < 2 else [[est.mean - low], [high - est.mean]]
         axes[0].errorbar(est.mean, yi, xerr=err, fmt="o", color="C3" if is_base else "C0", capsize=3)
         labels.append(_wrap(s.group.label + (" (baseline)" if is_base else "") + f"  n={est.n}"))
     axes[0].set_yticks(y, labels, fontsize="small")
@@ -242,16 +274,26 @@ def plot_alpha(report: SweepReport, shown: list[ConfigSummary], path: Path) -> P
     for i, (summary, lines) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         colors = _colors(len(lines))
-        for (key, series), color in zip(lines, colors, strict=True):
+        styles = ("-", "--", ":", "-.")
+        for k, ((key, series), color) in enumerate(zip(lines, colors, strict=True)):
             epochs, mean, _, _ = mean_band(series, report.confidence)
-            ax.plot(epochs, mean, color=color, label=f"t={key[6:]}")
+            # coinciding lines (α_t often move together) stay distinguishable by their dashes and markers
+            ax.plot(
+                epochs + 1,
+                mean,
+                color=color,
+                linestyle=styles[k % len(styles)],
+                marker="os^vD<>"[k % 7],
+                markevery=max(1, len(epochs) // 6),
+                markersize=4,
+                label=f"t={int(key[6:]) + 1}",
+            )
         ax.set_title(_wrap(summary.group.label, 50), fontsize="x-small")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("α_t (mean over seeds)")
         ax.grid(alpha=0.3)
-        if i == 0:
-            ax.legend(fontsize="x-small", ncol=2)
+        ax.legend(fontsize="x-small", ncol=2, title="time step", title_fontsize="x-small")
     fig.suptitle("Learned per-step coefficients α_t over training")
     fig.tight_layout()
     return _save(fig, path)
