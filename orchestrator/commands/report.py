@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         for note in getattr(paper, "notes", []):
             print(f"note: {note}")
     figures = f", {len(written.plots)} figures" if written.plots else ""
-    print(f"\nwrote {out_dir}/: report.md, summary.parquet, comparisons.parquet{figures}")
+    print(f"\nwrote {out_dir}/: report.md, report.html, summary.parquet, comparisons.parquet{figures}")
     if not args.no_mlflow:
         _log_to_mlflow(report, written.files, args.mlflow_uri, args.replace)
     return 0

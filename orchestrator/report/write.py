@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.report.aggregate import SweepReport
+from orchestrator.report.html import render_html
 from orchestrator.report.markdown import render_markdown
 from orchestrator.report.outputs import (
     comparison_records,
@@ -77,10 +78,12 @@ def write_report(
         written.files.extend(written.plots.values())
 
     paper_section = None
+    paper_plots: dict[str, Path] = {}
     if paper is not None:
         for name, path in paper.write(out_dir, plots=plots).items():
             if name.endswith(".png"):
                 written.plots[name.removesuffix(".png")] = path
+                paper_plots[name.removesuffix(".png")] = path
             written.files.append(path)
         figure = "data_ratio.png" if plots and paper.kind == "data_ratio" else None
         paper_section = paper.markdown(figure)
@@ -97,4 +100,8 @@ def write_report(
         render_markdown(report, {k: p.name for k, p in written.plots.items()}, written.notes, paper_section)
     )
     written.files.append(markdown)
+    page = out_dir / "report.html"
+    other_plots = {k: p for k, p in written.plots.items() if k not in paper_plots}
+    page.write_text(render_html(report, other_plots, written.notes, paper, paper_plots, list(landscapes)))
+    written.files.append(page)
     return written
