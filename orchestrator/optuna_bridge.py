@@ -247,7 +247,12 @@ class StudyBridge:
     # ----------------------------------------------------------------------------------------------
     # creating trials
     def _create(self, planned: PlannedTrial, tune_trial_id: str, attempt: int = 1) -> _Entry:
-        attrs = {**planned.to_config(), "attempt": attempt, "tune_trial_id": tune_trial_id}
+        attrs = {
+            **planned.to_config(),
+            **_seed_attr(planned),
+            "attempt": attempt,
+            "tune_trial_id": tune_trial_id,
+        }
         self.study.enqueue_trial(planned.params, user_attrs=attrs)
         trial = self.study.ask(distributions(self.space))
         entry = _Entry(trial.number, trial._trial_id, planned, TrialState.RUNNING, attempt=attempt)
@@ -268,7 +273,12 @@ class StudyBridge:
             self.space, self.space.base_config(), f"o{config_index:04d}", params, search_stage(self.space)
         )
         first, rest = planned[0], planned[1:]
-        for key, value in {**first.to_config(), "attempt": 1, "tune_trial_id": tune_trial_id}.items():
+        for key, value in {
+            **first.to_config(),
+            **_seed_attr(first),
+            "attempt": 1,
+            "tune_trial_id": tune_trial_id,
+        }.items():
             trial.set_user_attr(key, value)
         entry = _Entry(trial.number, trial._trial_id, first, TrialState.RUNNING)
         self._index()[trial.number] = entry
@@ -591,3 +601,9 @@ def build_scheduler(bridge: StudyBridge) -> TrialScheduler:
     if bridge.space.pruner.name == "asha":
         return StudyReportingASHA(bridge, **bridge.space.pruner.options)
     return OptunaPruningScheduler(bridge)
+
+
+def _seed_attr(planned: PlannedTrial) -> dict[str, Any]:
+    """The seed as its own user attribute, so Optuna's views (optuna-dashboard) show which seed a trial
+    ran; a seed-aware trial runs several and keeps only the ``seeds`` list."""
+    return {"seed": planned.seeds[0]} if len(planned.seeds) == 1 else {}

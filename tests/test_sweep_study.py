@@ -63,6 +63,7 @@ def test_orphaned_trial_is_handed_out_again_after_a_driver_restart(bridge_factor
     assert again == config  # same plan key, params and seeds …
     assert len(second.study.trials) == 1  # … and the same Optuna trial, not a duplicate
     assert second.study.trials[0].user_attrs["tune_trial_id"] == "tuneB"
+    assert second.study.trials[0].user_attrs["seed"] == 7  # visible in Optuna's own views
     assert second.next_trial("tuneC")["plan_key"] == "g0001s7"
     assert second.next_trial("tuneD") == Searcher.FINISHED  # everything planned exists
 
