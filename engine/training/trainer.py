@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -336,10 +337,15 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _bar_wanted(config: RunConfig) -> bool:
+    return config.progress and sys.stderr.isatty()
+
+
 @contextlib.contextmanager
 def _progress_bar(config: RunConfig, epoch: int, total: int) -> Iterator[Callable[[], object] | None]:
-    """A tqdm bar over one epoch's iterations when ``config.progress``; otherwise nothing."""
-    if not config.progress:
+    """A tqdm bar over one epoch's iterations when ``config.progress`` and stderr is a terminal; otherwise
+    nothing (a redirected log gets the plain per-epoch lines, not carriage-return redraws)."""
+    if not _bar_wanted(config):
         yield None
         return
     from tqdm.auto import tqdm  # noqa: PLC0415
@@ -359,7 +365,7 @@ def _log_epoch(config: RunConfig, record: dict[str, Any]) -> None:
         f"best {record['best_test_top1']:.2f}% @ {record['best_epoch'] + 1}  P {record['sliding_p']:.3f}  "
         f"lr {record['lr']:.3g}  {record['samples_per_s']:.0f} samples/s"
     )
-    if config.progress:
+    if _bar_wanted(config):
         from tqdm.auto import tqdm  # noqa: PLC0415
 
         tqdm.write(line)
