@@ -185,20 +185,7 @@ class StudyBridge:
 
     def _pruner(self) -> optuna.pruners.BasePruner:
         spec = self.space.pruner
-        options = dict(spec.options)
-        if spec.name == "median":
-            return optuna.pruners.MedianPruner(**options)
-        if spec.name == "successive_halving":
-            return optuna.pruners.SuccessiveHalvingPruner(**options)
-        if spec.name == "hyperband":
-            if options.get("max_resource") is None:
-                options["max_resource"] = self._epochs
-            return optuna.pruners.HyperbandPruner(**options)
-        if spec.name == "wilcoxon":
-            with warnings.catch_warnings():  # "experimental" since Optuna 3.6; we pin Optuna 5.0
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.pruners.WilcoxonPruner(**options)
-        return optuna.pruners.NopPruner()
+        return PRUNER_CONSTRUCTORS[spec.name](dict(spec.options), self._epochs)
 
     def _index(self) -> dict[int, _Entry]:
         """The in-memory view of the study, built once; the driver is the only writer after that."""
@@ -601,6 +588,30 @@ def build_scheduler(bridge: StudyBridge) -> TrialScheduler:
     if bridge.space.pruner.name == "asha":
         return StudyReportingASHA(bridge, **bridge.space.pruner.options)
     return OptunaPruningScheduler(bridge)
+
+
+def _hyperband(options: dict[str, Any], epochs: int) -> optuna.pruners.BasePruner:
+    if options.get("max_resource") is None:
+        options["max_resource"] = epochs
+    return optuna.pruners.HyperbandPruner(**options)
+
+
+def _wilcoxon(options: dict[str, Any], epochs: int) -> optuna.pruners.BasePruner:
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.6; we pin Optuna 5.0
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.pruners.WilcoxonPruner(**options)
+
+
+PRUNER_CONSTRUCTORS: dict[str, Any] = {
+    "none": lambda options, epochs: optuna.pruners.NopPruner(),
+    "median": lambda options, epochs: optuna.pruners.MedianPruner(**options),
+    "successive_halving": lambda options, epochs: optuna.pruners.SuccessiveHalvingPruner(**options),
+    "hyperband": _hyperband,
+    "wilcoxon": _wilcoxon,
+    # ASHA is Ray Tune's scheduler (build_scheduler); the study itself then prunes nothing.
+    "asha": lambda options, epochs: optuna.pruners.NopPruner(),
+}
+"""Space pruner name (``orchestrator.space.PRUNERS``, with its defaults) → ``(options, epochs) -> pruner``."""
 
 
 def _seed_attr(planned: PlannedTrial) -> dict[str, Any]:
