@@ -164,7 +164,9 @@ def dry_run_problems(space: SweepSpace, plan: Any, address: str | None) -> list[
     """What would stop the real run on the target: datasets not ready, trials the cluster cannot place."""
     from orchestrator.preflight import describe_datasets  # noqa: PLC0415
 
-    problems = [line.strip() for line in describe_datasets(space, plan) if "NOT READY" in line]
+    problems = list(
+        dict.fromkeys(line.strip() for line in describe_datasets(space, plan) if "NOT READY" in line)
+    )
     if address is None:
         try:
             check_cluster_fits(space, local_resources())
