@@ -51,6 +51,13 @@ class ProgressTable(Callback):
             self._last = now
             self._print(format_table(self.bridge, self.recorder, trials, now - self._started))
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # Ray's own "Restored" line is hidden unless --verbose: say it in the sweep's voice, here in the
+        # driver (a worker's print may be lost when the driver exits first).
+        if getattr(trial, "checkpoint", None) is not None:
+            planned = PlannedTrial.from_config(trial.config)
+            self._print(f"[sweep] {planned.plan_key} resumed from its checkpoint")
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._print(self._ending(trial))
 

@@ -144,9 +144,6 @@ def _run_seeds(planned: PlannedTrial, setup: TrialSetup, work: Path, train: Any)
         run_config = base.with_overrides({**planned.overrides, "seed": seed, "progress": False})
         run_dir = work / f"seed_{seed}"
         resume = restored / ENGINE_DIR if (restored and progress.has_engine) else None
-        if resume is not None:
-            # Ray's own "Restored" line is hidden unless --verbose: say it in the sweep's voice.
-            print(f"[trial] {planned.plan_key} seed {seed}: resumed from its checkpoint", flush=True)
         reporter = _Reporter(planned, index, run_config, progress, setup, work)
         try:
             train(run_config, run_dir, callbacks=[reporter], resume_from=resume)

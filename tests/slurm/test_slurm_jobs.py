@@ -182,7 +182,10 @@ def test_refused_requests_show_slurms_message_and_what_to_change(
     advice: str,
 ) -> None:
     space = tmp_path / "tiny.yaml"
-    space.write_text(TINY_SPACE)
+    # GPUs are requested only for a space whose trials use them (a CPU-only space drops --gpus-per-node)
+    space.write_text(
+        TINY_SPACE.replace("{cpu: 1}", "{cpu: 1, gpu: 1}") if "--gpus-per-node" in flags else TINY_SPACE
+    )
     before = slurm_env.run("squeue", "-h", "-o", "%i").stdout.split()
     code = main(["slurm", "submit", str(space), "--storage", str(tmp_path / "s"), *flags])
     err = capsys.readouterr().err
