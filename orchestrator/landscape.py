@@ -263,10 +263,13 @@ def run_landscape(
 
         started_here = not ray.is_initialized()
         if started_here:
+            import logging  # noqa: PLC0415
+
+            quiet = {"log_to_driver": False, "logging_level": logging.WARNING}  # no banners between points
             if address:
-                ray.init(address=address, log_to_driver=False)
+                ray.init(address=address, **quiet)
             else:
-                ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
+                ray.init(address="local", num_cpus=workers, include_dashboard=False, **quiet)
         try:
             task = ray.remote(num_cpus=1)(evaluate_chunk)
             waiting = [task.remote(payload, chunk) for chunk in chunks]
