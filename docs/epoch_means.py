@@ -16,7 +16,9 @@ COLUMNS = ["train_top1", "test_top1", "sliding_p", "alpha_0"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("sweep", type=Path)
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 5, 10, 15, 20])
     args = parser.parse_args()
