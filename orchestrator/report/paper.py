@@ -44,7 +44,15 @@ from orchestrator.report.published import (
     published_ratio_curve,
 )
 from orchestrator.report.stats import Estimate, PairedComparison, holm, paired_comparison
-from orchestrator.report.tables import DASH, Table, format_estimate, format_number, format_p, metric_title
+from orchestrator.report.tables import (
+    DASH,
+    Table,
+    format_estimate,
+    format_number,
+    format_p,
+    format_paired,
+    metric_title,
+)
 from orchestrator.space import ARM_KEY, DATA_RATIO_KEY, REPORT_KINDS
 
 __all__ = [
@@ -216,7 +224,7 @@ class DataRatioStudy:
                     elif d is None:
                         row += [DASH, DASH, DASH]
                     else:
-                        row += [_format_delta(d.result, digits), format_p(d.p_ttest_holm)]
+                        row += [format_paired(d.result, digits), format_p(d.p_ttest_holm)]
                         row.append(format_p(d.p_wilcoxon_holm))
                 if self.has_published:
                     row.append(DASH if p.published is None else f"{p.published:.2f}")
@@ -324,13 +332,6 @@ _RATIO_SCHEMA = pa.schema(
         pa.field("published", pa.float64()),
     ]
 )
-
-
-def _format_delta(r: PairedComparison, digits: int = 2) -> str:
-    if not r.enough_seeds:
-        shown = f"{r.mean_diff:+.{digits}f}, " if math.isfinite(r.mean_diff) else ""
-        return f"{shown}not enough seeds (n={r.n})"
-    return f"{r.mean_diff:+.{digits}f} [{r.ci_low:+.{digits}f}, {r.ci_high:+.{digits}f}]"
 
 
 def _arm_label(group: ConfigGroup, keys: list[str]) -> str:
@@ -582,7 +583,7 @@ class AblationStudy:
                 row += ["baseline" if r.is_baseline else DASH, DASH, DASH]
             else:
                 row += [
-                    _format_delta(r.comparison.result, digits),
+                    format_paired(r.comparison.result, digits),
                     format_p(r.comparison.p_ttest_holm),
                     format_p(r.comparison.p_wilcoxon_holm),
                 ]

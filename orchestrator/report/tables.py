@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from orchestrator.report.aggregate import Comparison, SweepReport
-from orchestrator.report.stats import Estimate
+from orchestrator.report.stats import Estimate, PairedComparison
 
 __all__ = [
     "METRIC_TITLES",
@@ -19,6 +19,7 @@ __all__ = [
     "comparison_table",
     "format_diff",
     "format_estimate",
+    "format_paired",
     "format_p",
     "summary_table",
 ]
@@ -119,8 +120,12 @@ def format_estimate(est: Estimate, digits: int = 2) -> str:
 
 def format_diff(comparison: Comparison, digits: int = 2) -> str:
     """``+1.23 [0.40, 2.06]``; ``not enough seeds (n=1)`` where there is no interval."""
-    r = comparison.result
-    if not comparison.result.enough_seeds:
+    return format_paired(comparison.result, digits)
+
+
+def format_paired(r: PairedComparison, digits: int = 2) -> str:
+    """A paired comparison's mean difference and CI, as :func:`format_diff` shows it."""
+    if not r.enough_seeds:
         shown = f"{r.mean_diff:+.{digits}f}, " if math.isfinite(r.mean_diff) else ""
         return f"{shown}not enough seeds (n={r.n})"
     return f"{r.mean_diff:+.{digits}f} [{r.ci_low:+.{digits}f}, {r.ci_high:+.{digits}f}]"
