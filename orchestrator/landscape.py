@@ -149,21 +149,16 @@ def evaluate_chunk(spec: dict[str, Any], points: Sequence[tuple[int, int, float,
     """Load everything from ``spec`` (a :class:`LandscapeSpec` as a dict) and evaluate ``points``."""
     import torch  # noqa: PLC0415
 
-    from engine.data import build_data  # noqa: PLC0415
     from engine.landscape import evaluate_points, interpolation_direction, random_direction  # noqa: PLC0415
+    from engine.training.evaluation import load_evaluable  # noqa: PLC0415
     from engine.training.loading import load_weights, restore_model  # noqa: PLC0415
-    from engine.training.runtime import resolve_device  # noqa: PLC0415
-    from engine.validation import check_config  # noqa: PLC0415
 
     s = LandscapeSpec(**{**spec, "overrides": tuple(spec.get("overrides") or ())})
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # the same numbers on every worker (reduction order)
     try:
-        loaded = load_weights(s.checkpoint, list(s.overrides))
-        config = check_config(loaded.config.with_overrides({"progress": False}))
-        device = resolve_device(config.device)
-        bundle = build_data(config)
-        model = restore_model(loaded, bundle.num_classes).to(device)
+        e = load_evaluable(s.checkpoint, list(s.overrides))
+        config, device, bundle, model = e.config, e.device, e.bundle, e.model
         if s.interpolate_to is not None:
             other = restore_model(load_weights(s.interpolate_to, list(s.overrides)), bundle.num_classes)
             directions = [interpolation_direction(model, other.to(device))]

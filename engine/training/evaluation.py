@@ -9,6 +9,7 @@ once at the end.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from torch import nn
 
 from engine.training.runtime import autocast
 
-__all__ = ["evaluate", "evaluate_checkpoint", "recalibrate_batchnorm", "topk_correct"]
+__all__ = [
+    "Evaluable",
+    "evaluate",
+    "evaluate_checkpoint",
+    "load_evaluable",
+    "recalibrate_batchnorm",
+    "topk_correct",
+]
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]) -> torch.Tensor:
@@ -110,6 +118,33 @@ def recalibrate_batchnorm(
     return used
 
 
+@dataclass
+class Evaluable:
+    """A checkpoint ready to evaluate: its weights and config, the device, the data, the restored model."""
+
+    loaded: Any
+    config: Any
+    device: torch.device
+    bundle: Any
+    model: nn.Module
+
+
+def load_evaluable(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> Evaluable:
+    """Read a checkpoint of either format (:mod:`engine.training.loading`), check its config, build its
+    data and restore its model on the config's device — what ``eval`` and ``landscape`` start from."""
+    from engine.data import build_data  # noqa: PLC0415 — heavy imports only when evaluating
+    from engine.training.loading import load_weights, restore_model  # noqa: PLC0415
+    from engine.training.runtime import resolve_device  # noqa: PLC0415
+    from engine.validation import check_config  # noqa: PLC0415
+
+    loaded = load_weights(path, overrides)
+    config = check_config(loaded.config)
+    device = resolve_device(config.device)
+    bundle = build_data(config)
+    model = restore_model(loaded, bundle.num_classes).to(device)
+    return Evaluable(loaded, config, device, bundle, model)
+
+
 def evaluate_checkpoint(
     path: str | Path, overrides: list[str] | dict[str, Any] | None = None, recalibrate_bn: int = 0
 ) -> dict[str, Any]:
@@ -119,16 +154,8 @@ def evaluate_checkpoint(
     ``recalibrate_bn`` > 0 first re-estimates the BatchNorm running statistics on that many event
     training batches (:func:`recalibrate_batchnorm`).
     """
-    from engine.data import build_data  # noqa: PLC0415 — heavy imports only when evaluating
-    from engine.training.loading import load_weights, restore_model  # noqa: PLC0415
-    from engine.training.runtime import resolve_device  # noqa: PLC0415
-    from engine.training.trainer import check_config  # noqa: PLC0415
-
-    loaded = load_weights(path, overrides)
-    config = check_config(loaded.config)
-    device = resolve_device(config.device)
-    bundle = build_data(config)
-    model = restore_model(loaded, bundle.num_classes).to(device)
+    e = load_evaluable(path, overrides)
+    loaded, config, device, bundle, model = e.loaded, e.config, e.device, e.bundle, e.model
     used = recalibrate_batchnorm(model, bundle.train_loader, device, recalibrate_bn, config.precision)
     metrics = evaluate(model, bundle.test_loader, device, config.precision)
     return {

@@ -51,6 +51,7 @@ from orchestrator.report.tables import (
     format_number,
     format_p,
     format_paired,
+    metric_bounds,
     metric_title,
 )
 from orchestrator.space import ARM_KEY, DATA_RATIO_KEY, REPORT_KINDS
@@ -66,7 +67,6 @@ __all__ = [
 
 SLIDING_SCHEDULES = ("poly", "linear", "cosine")
 """Schedules that slide gradually from static to event inputs; ``step`` is the original "no sliding"."""
-_BOUNDED_HINTS = ("top1", "top5", "acc")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -144,11 +144,6 @@ def _number(value: Any) -> float:
 def _pair(groups: list[ConfigGroup]) -> str | None:
     pairs = {str(g.config.get("data.pair")) for g in groups}
     return pairs.pop() if len(pairs) == 1 else None
-
-
-def _bounded(metric: str) -> tuple[float, float] | None:
-    """Accuracies live in [0, 100]: CIs are clipped there in figures."""
-    return (0.0, 100.0) if any(h in metric for h in _BOUNDED_HINTS) else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -462,7 +457,7 @@ def plot_data_ratio(study: DataRatioStudy, path: Path) -> Path:
     fig = Figure(figsize=(7.5, 4.2 + 2.6 * (panels - 1)))
     gs = fig.add_gridspec(panels, 1, height_ratios=[3, 2][:panels], hspace=0.08)
     ax = fig.add_subplot(gs[0])
-    bounds = _bounded(study.metric)
+    bounds = metric_bounds(study.metric)
     x = np.asarray(study.fractions)
     for i, arm in enumerate(study.arms):
         pts = [study.point(arm, f) for f in study.fractions]

@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from orchestrator.report.aggregate import ConfigSummary, SweepReport
-from orchestrator.report.tables import metric_title
+from orchestrator.report.tables import metric_bounds, metric_title
 
 __all__ = ["PlotResult", "mean_band", "plot_ablation", "plot_alpha", "plot_curve", "plot_report"]
 
@@ -226,8 +226,9 @@ def plot_ablation(report: SweepReport, path: Path) -> Path | None:
         est = s.estimates[report.metric]
         is_base = report.baseline is not None and s.group is report.baseline
         low, high = est.ci_low, est.ci_high
-        if "top1" in report.metric or "top5" in report.metric:  # an accuracy's CI drawn within 0–100 %
-            low, high = max(low, 0.0), min(high, 100.0)
+        bounds = metric_bounds(report.metric)  # an accuracy's CI drawn within 0–100 %
+        if bounds is not None:
+            low, high = max(low, bounds[0]), min(high, bounds[1])
         err = None if est.n < 2 else [[est.mean - low], [high - est.mean]]
         axes[0].errorbar(est.mean, yi, xerr=err, fmt="o", color="C3" if is_base else "C0", capsize=3)
         labels.append(_wrap(s.group.label + (" (baseline)" if is_base else "") + f"  n={est.n}"))

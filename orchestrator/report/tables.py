@@ -137,6 +137,15 @@ def format_p(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
+_BOUNDED_HINTS = ("top1", "top5", "acc")
+
+
+def metric_bounds(metric: str) -> tuple[float, float] | None:
+    """The range a metric can take when it is an accuracy (0–100 %): figures clip CIs to it; the
+    numbers in tables are never clipped."""
+    return (0.0, 100.0) if any(h in metric for h in _BOUNDED_HINTS) else None
+
+
 def metric_title(metric: str) -> str:
     return METRIC_TITLES.get(metric, metric)
 
