@@ -355,13 +355,13 @@ def _conclude(
     stream: TextIO,
     resume_command: str = "",
 ) -> SweepOutcome:
-    from orchestrator.optuna_bridge import StudyBridge  # noqa: PLC0415
+    from orchestrator.optuna_bridge import StudyBridge, TrialStatus  # noqa: PLC0415
 
     bridge = StudyBridge(space, sweep_dir)  # a fresh read of the study: the state on disk is the truth
     complete = bridge.is_complete()
     statuses: dict[str, int] = {}
     for entry in bridge.latest_entries():
-        status = bridge.status_of(entry.number)
+        status = TrialStatus.shown(bridge.status_of(entry.number), started=True, stopped=not complete)
         statuses[status] = statuses.get(status, 0) + 1
     best = bridge.ranking()
     print(format_best(space, best), file=stream)

@@ -77,6 +77,21 @@ class TrialStatus:
     FAILED = "FAILED"
     RUNNING = "RUNNING"
     PENDING = "PENDING"
+    #: Shown, never stored: a trial still RUNNING in the study once its sweep has stopped (Ctrl-C,
+    #: preemption). The same word the MLflow parent run gets; the next run of the command resumes it.
+    INTERRUPTED = "INTERRUPTED"
+
+    @staticmethod
+    def shown(status: str, *, started: bool, stopped: bool) -> str:
+        """The one word a user reads for a trial, the same in the live table, in its last print and in the
+        driver's closing line: the study says RUNNING from the moment a trial is asked for until it is told,
+        so a trial Tune has not started yet (or that has no epoch yet) is shown PENDING, and one that was
+        running when the sweep stopped is shown INTERRUPTED rather than PENDING or RUNNING."""
+        if status != TrialStatus.RUNNING:
+            return status
+        if stopped:
+            return TrialStatus.INTERRUPTED
+        return TrialStatus.RUNNING if started else TrialStatus.PENDING
 
     @staticmethod
     def from_optuna(state: TrialState) -> str:

@@ -65,7 +65,8 @@ class ProgressTable(Callback):
         self._print(self._ending(trial) + f"  (error file: {trial.error_file})")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._print(format_table(self.bridge, self.recorder, trials, time.monotonic() - self._started))
+        elapsed = time.monotonic() - self._started
+        self._print(format_table(self.bridge, self.recorder, trials, elapsed, stopped=True))
 
     def _ending(self, trial: Any) -> str:
         planned = PlannedTrial.from_config(trial.config)
@@ -80,17 +81,20 @@ class ProgressTable(Callback):
         )
 
 
-def format_table(bridge: StudyBridge, recorder: SweepRecorder, trials: list, elapsed_s: float) -> str:
+def format_table(
+    bridge: StudyBridge, recorder: SweepRecorder, trials: list, elapsed_s: float, stopped: bool = False
+) -> str:
     space = bridge.space
     counts: dict[str, int] = {}
     rows = []
     for trial in trials:
         planned = PlannedTrial.from_config(trial.config)
         entry = bridge.entry_for_tune_trial(trial.trial_id)
-        status = bridge.status_of(entry.number) if entry else TrialStatus.PENDING
         records = recorder.runs_of(planned.plan_key)
-        if status == TrialStatus.RUNNING and (trial.status != "RUNNING" or not records):
-            status = TrialStatus.PENDING
+        status = TrialStatus.PENDING
+        if entry is not None:
+            started = trial.status == "RUNNING" and bool(records)
+            status = TrialStatus.shown(bridge.status_of(entry.number), started=started, stopped=stopped)
         counts[status] = counts.get(status, 0) + 1
         current = records[-1] if records else None
         last = current.last() if current else None
@@ -107,7 +111,7 @@ def format_table(bridge: StudyBridge, recorder: SweepRecorder, trials: list, ela
                 _params(planned),
             )
         )
-    order = {TrialStatus.RUNNING: 0, TrialStatus.PENDING: 1}
+    order = {TrialStatus.RUNNING: 0, TrialStatus.INTERRUPTED: 0, TrialStatus.PENDING: 1}
     rows.sort(key=lambda r: (order.get(r[0], 2), r[1]))
     shown = rows[:_MAX_ROWS]
     header = ("status", "trial", "stage", "seed", "epoch", space.metric, "params")

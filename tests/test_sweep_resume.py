@@ -32,7 +32,7 @@ SPACE = {
     "preset": "quick",
     "base": {
         "T": 2,
-        "epochs": 3,
+        "epochs": 4,
         "batch_size": 8,
         "model": {"width": 0.125},
         "data": {"nshapes_classes": 4, "nshapes_per_class": 12, "event_size": 16},
@@ -106,13 +106,18 @@ class SweepCommand:
             return 0
         return sum(r["status"] == "COMPLETE" for r in rows)
 
-    def started(self) -> int:
-        """Trials that reported their first epoch (the driver journals every result as it arrives)."""
+    def started(self, epoch: int = 0) -> int:
+        """Trials that reported ``epoch`` (the driver journals every result as it arrives).
+
+        Tune registers a result's checkpoint a step *after* the callbacks see the result, so a stop
+        right after a trial's first epoch may find no checkpoint yet (the trial then reruns that epoch,
+        and the records keep one copy): tests that need a checkpoint to resume from wait for epoch 1.
+        """
         journal = self.sweep_dir / "journal.jsonl"
         if not journal.is_file():
             return 0
         lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip().endswith("}")]
-        return len({e["plan_key"] for e in lines if e["epoch"] == 0})
+        return len({e["plan_key"] for e in lines if e["epoch"] == epoch})
 
     def mlflow(self) -> tuple[MlflowClient, list, list]:
         client = MlflowClient(f"sqlite:///{self.sweep_dir / 'mlflow.db'}")
@@ -135,9 +140,9 @@ def _kill_group(process: subprocess.Popen) -> None:
 def assert_finished_exactly_once(command: SweepCommand) -> None:
     rows = pq.read_table(command.sweep_dir / "trials.parquet").to_pylist()
     assert {r["plan_key"] for r in rows} == PLAN_KEYS and len(rows) == len(PLAN_KEYS)
-    assert {r["status"] for r in rows} == {"COMPLETE"} and {r["epochs_run"] for r in rows} == {3}
+    assert {r["status"] for r in rows} == {"COMPLETE"} and {r["epochs_run"] for r in rows} == {4}
     epochs = pq.read_table(command.sweep_dir / "epochs.parquet").to_pylist()
-    assert sorted(collections.Counter((r["plan_key"], r["epoch"]) for r in epochs).values()) == [1] * 12
+    assert sorted(collections.Counter((r["plan_key"], r["epoch"]) for r in epochs).values()) == [1] * 16
 
     trials = command.study().trials
     assert len(trials) == len(PLAN_KEYS), [t.user_attrs["plan_key"] for t in trials]
@@ -150,20 +155,20 @@ def assert_finished_exactly_once(command: SweepCommand) -> None:
     assert {c.info.status for c in children} == {"FINISHED"}
     for child in children:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "test_top1")]
-        assert sorted(steps) == [0, 1, 2], (child.data.tags["spikesweep.run_key"], steps)
+        assert sorted(steps) == [0, 1, 2, 3], (child.data.tags["spikesweep.run_key"], steps)
     by_run = {r["mlflow_run_id"]: r for r in rows}
     assert set(by_run) == {c.info.run_id for c in children}
 
 
 def test_graceful_stops_resume_without_duplicates(tmp_path, cache) -> None:
-    # One trial at a time, so "the next trial reported its first epoch" is a moment at which a trial is
-    # mid-run with two epochs to go: the stop always interrupts it, never races its end.
+    # One trial at a time, so "the next trial reported its second epoch" is a moment at which a trial is
+    # mid-run with a checkpoint and two epochs to go: the stop always interrupts it, never races its end.
     command = SweepCommand(tmp_path, cache, max_concurrent_trials=1)
 
     # SIGUSR1 (what Slurm sends before preemption): Tune stops and saves its state.
     first = command.start()
     try:
-        command.wait_until(first, lambda: command.started() >= 2, "a second trial started")
+        command.wait_until(first, lambda: command.started(epoch=1) >= 2, "a second trial's second epoch")
         first.send_signal(signal.SIGUSR1)
         assert first.wait(timeout=120) == 75, command.log(1)
     finally:
@@ -173,6 +178,13 @@ def test_graceful_stops_resume_without_duplicates(tmp_path, cache) -> None:
     )
     assert resume in command.log(1)
     assert command.completed() == 1
+    # One word for the trial that was stopped, in the last progress table and in the closing line alike
+    # (the table used to call it pending and the closing line running).
+    stopped = command.log(1)
+    assert "stopped before the end (1 complete, 1 interrupted)" in stopped
+    last_table = stopped[stopped.rindex("== sweep resume:") :].splitlines()
+    assert "1 complete, 1 interrupted" in last_table[0], last_table[0]
+    assert any(row.strip().startswith("INTERRUPTED") for row in last_table[2:]), last_table
     _, parents, children = command.mlflow()
     assert parents[0].info.status == "KILLED" and parents[0].data.tags["spikesweep.status"] == "INTERRUPTED"
     assert {c.info.status for c in children} == {"FINISHED", "KILLED"}, "no MLflow run is left dangling"
@@ -190,7 +202,7 @@ def test_graceful_stops_resume_without_duplicates(tmp_path, cache) -> None:
     # interrupted trial resumes from its checkpoint, finishes, and the third one starts.
     second = command.start()
     try:
-        command.wait_until(second, lambda: command.started() >= 3, "a third trial started")
+        command.wait_until(second, lambda: command.started(epoch=1) >= 3, "a third trial's second epoch")
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=120) == 75, command.log(command.runs)
     finally:
