@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 from engine.config import RunConfig
 
 SEEDS = (42, 1024, 90210, 7)
+TEST_RECORDINGS = 1000
+"""Each synthetic trial's test-set size (recorded per epoch as ``test_samples``)."""
 
 
 @dataclass
@@ -59,6 +61,7 @@ class SyntheticTrial:
                 "train_loss": 2.0 / (epoch + 1),
                 "test_top1": top1,
                 "test_top5": min(100.0, top1 + 10),
+                "test_samples": TEST_RECORDINGS,
                 "best_test_top1": None,
                 "best_epoch": None,
                 "sliding_p": (epoch / max(1, self.epochs - 1)) ** 3,

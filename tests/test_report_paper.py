@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from matplotlib.figure import Figure
 from scipy import stats
 
 from orchestrator.commands import report as report_command
@@ -23,7 +24,7 @@ from orchestrator.report import ReportInputError
 from orchestrator.report.paper import components_of, detect_kind
 from orchestrator.report.published import EVENT_ONLY, FULL_METHOD, Components
 from orchestrator.report.stats import holm
-from orchestrator.report.tables import format_p
+from orchestrator.report.tables import axis_label, format_p
 from orchestrator.space import SpaceError, load_space
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -324,3 +325,37 @@ def test_kind_is_detected_from_the_space(space, expected):
 
 def test_kind_flag_overrides_the_space():
     assert detect_kind({"parameters": {"data.traindata_ratio": [0.1, 1.0]}}, "ablation") == "ablation"
+
+
+def test_accuracy_axes_state_the_test_set_size(tmp_path, monkeypatch):
+    drawn: list[str] = []
+    save = Figure.savefig
+
+    def record_labels(fig, *args, **kwargs):
+        drawn.extend(label for ax in fig.axes for label in (ax.get_xlabel(), ax.get_ylabel()) if label)
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record_labels)
+    sweep_dir = write_sweep(tmp_path, "nshapes_paper_data_ratio", ratio_value)
+    trials = pq.read_table(sweep_dir / "trials.parquet").to_pylist()
+    epochs = [
+        {"trial_id": t["trial_id"], "seed": t["seed"], "epoch": e, "test_top1": 50.0 + e}
+        | {"test_samples": 1000}
+        for t in trials
+        for e in range(3)
+    ]
+    pq.write_table(pa.Table.from_pylist(epochs), sweep_dir / "epochs.parquet")
+    assert run_report(str(sweep_dir), "--out", str(tmp_path / "report"), plots=True) == 0
+    n = "\nn = 1,000 test recordings"
+    assert "best-epoch test top-1 (%)" + n in drawn  # the data-ratio figure
+    assert "test top-1 (%)" + n in drawn  # the learning curves
+    assert "best-epoch test top-1 (%, mean, 95% CI)" + n in drawn  # the per-configuration chart
+    assert all(n in label for label in drawn if "top-1 (%" in label), drawn
+
+
+def test_axis_label_names_the_test_set_size_when_it_is_known():
+    both = "best-epoch test top-1 (%)\nn = 100–1,000 test recordings"
+    assert axis_label("best_test_top1", [100, 1000]) == both
+    # a sweep recorded before the epoch records carried test_samples
+    assert axis_label("best_test_top1", []) == "best-epoch test top-1 (%)"
+    assert axis_label("train_loss", [1000], "mean") == "train_loss (mean)"  # not an accuracy: no n

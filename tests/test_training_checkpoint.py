@@ -22,6 +22,7 @@ def _row(T: int, epoch: int) -> dict[str, float]:
     row = {key: float(epoch) + 0.5 for key in metric_keys(T)}
     row["epoch"] = epoch
     row["best_epoch"] = epoch
+    row["test_samples"] = 100
     return row
 
 
@@ -44,7 +45,7 @@ def _save(target, config, model, epoch, records):
 
 def test_metric_keys_follow_the_contract():
     keys = metric_keys(3)
-    assert keys[:19] == [
+    assert keys[:20] == [
         "epoch",
         "train_loss",
         "train_loss_static",
@@ -55,6 +56,7 @@ def test_metric_keys_follow_the_contract():
         "test_loss",
         "test_top1",
         "test_top5",
+        "test_samples",
         "best_test_top1",
         "best_epoch",
         "sliding_p",
@@ -65,7 +67,7 @@ def test_metric_keys_follow_the_contract():
         "train_loss_mixup_ratio",
         "lr",
     ]
-    assert keys[19:] == ["alpha_0", "alpha_1", "alpha_2", "epoch_time_s", "samples_per_s", "peak_mem_mb"]
+    assert keys[20:] == ["alpha_0", "alpha_1", "alpha_2", "epoch_time_s", "samples_per_s", "peak_mem_mb"]
 
 
 def test_records_roundtrip_with_explicit_types(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from engine.config import RunConfig
+from engine.data.pipeline import load_catalog
 from engine.errors import ConfigError, TrainingError
 from engine.training import train
 from engine.training.checkpoint import load_checkpoint
@@ -100,6 +101,7 @@ def test_reference_run_writes_the_contract_layout(reference, tiny):
         for key, value in row.items():
             assert math.isfinite(value), key
         assert 0 <= row["test_top1"] <= row["test_top5"] <= 100
+        assert row["test_samples"] == len(load_catalog(tiny).test)  # every test recording, every epoch
         assert 0 < row["alpha_0"] < 1 and row["peak_mem_mb"] > 0 and row["samples_per_s"] > 0
     assert [r["sliding_p"] for r in rows] == sorted(r["sliding_p"] for r in rows)  # P grows
     best = max(rows, key=lambda r: (r["test_top1"], -r["epoch"]))

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 # Integer-valued keys (stored as int64); every other key is float64.
-INT_KEYS: frozenset[str] = frozenset({"epoch", "best_epoch"})
+INT_KEYS: frozenset[str] = frozenset({"epoch", "best_epoch", "test_samples"})
 # Keys that measure the machine, not the run: they differ between two otherwise identical runs.
 TIMING_KEYS: frozenset[str] = frozenset({"epoch_time_s", "samples_per_s", "peak_mem_mb"})
 
@@ -42,6 +42,7 @@ _HEAD = (
     "test_loss",
     "test_top1",
     "test_top5",
+    "test_samples",
     "best_test_top1",
     "best_epoch",
     "sliding_p",

@@ -215,6 +215,7 @@ class _Run:
             "test_loss": test["test_loss"],
             "test_top1": test["test_top1"],
             "test_top5": test["test_top5"],
+            "test_samples": test["test_samples"],
             "best_test_top1": self.state.best_test_top1,
             "best_epoch": self.state.best_epoch,
             "lr": lr,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.report.aggregate import ConfigSummary, SweepReport, format_value
-from orchestrator.report.tables import Table, comparison_table, metric_title, summary_table
+from orchestrator.report.tables import Table, axis_label, comparison_table, metric_title, summary_table
 
 __all__ = ["render_html", "table_html"]
 
@@ -85,7 +85,7 @@ def _seed_curves_png(report: SweepReport, summary: ConfigSummary) -> bytes | Non
     for seed, (epochs, values) in series:
         ax.plot(np.asarray(epochs) + 1, values, label=f"seed {seed}")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test top-1 (%)")
+    ax.set_ylabel(axis_label("test_top1", report.sweep.test_set_sizes()))
     ax.set_ylim(-3, 103)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small", ncol=3)

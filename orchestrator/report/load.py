@@ -27,6 +27,7 @@ __all__ = [
     "CONFIG_PREFIX",
     "CURVE_KEYS",
     "STATUSES",
+    "TEST_SAMPLES",
     "TRIAL_METRICS",
     "Curves",
     "ReportInputError",
@@ -40,8 +41,10 @@ STATUSES = ("COMPLETE", "PRUNED", "FAILED", "RUNNING", "PENDING")
 ACTIVE_STATUSES = frozenset({"RUNNING", "PENDING"})
 TRIAL_METRICS = ("best_test_top1", "last_test_top1", "best_epoch", "epochs_run", "wall_time_s")
 """Per-trial numbers every source provides; ``--metric`` chooses among the numeric trial columns."""
-CURVE_KEYS = ("test_top1", "train_loss", "sliding_p", "lr")
+CURVE_KEYS = ("test_top1", "test_samples", "train_loss", "sliding_p", "lr")
 """Per-epoch keys the plots draw (``alpha_<t>`` columns are added when present)."""
+TEST_SAMPLES = "test_samples"
+"""The per-epoch record of how many test recordings an accuracy was computed on."""
 
 
 class ReportInputError(SpikesweepError):
@@ -131,9 +134,25 @@ class SweepData:
             counts[trial.status] = counts.get(trial.status, 0) + 1
         return counts
 
+    def test_set_sizes(self) -> list[int]:
+        """The distinct numbers of test recordings the COMPLETE trials were scored on (usually one; none
+        for a sweep recorded before the epoch records carried ``test_samples``): every accuracy axis
+        states it, since a percentage means little without its denominator."""
+        sizes = set()
+        for trial in self.trials:
+            if trial.status != "COMPLETE":
+                continue
+            n = trial.metrics.get(TEST_SAMPLES)
+            if n is None:
+                series = self.curves.get(trial.key, TEST_SAMPLES)
+                n = series[1][-1] if series is not None and series[1].size else None
+            if n is not None and math.isfinite(n):
+                sizes.add(int(n))
+        return sorted(sizes)
+
     def metric_names(self) -> list[str]:
         """Numeric per-trial metrics present in at least one trial."""
-        names = {k for t in self.trials for k, v in t.metrics.items() if _is_number(v)}
+        names = {k for t in self.trials for k, v in t.metrics.items() if _is_number(v) and k != TEST_SAMPLES}
         return [k for k in TRIAL_METRICS if k in names] + sorted(names - set(TRIAL_METRICS))
 
 

@@ -14,7 +14,15 @@ import numpy as np
 
 from engine.config import RunConfig, all_keys, unflatten
 from engine.errors import SpikesweepError
-from orchestrator.report.load import CURVE_KEYS, Curves, ReportInputError, SweepData, Trial, TrialKey
+from orchestrator.report.load import (
+    CURVE_KEYS,
+    TEST_SAMPLES,
+    Curves,
+    ReportInputError,
+    SweepData,
+    Trial,
+    TrialKey,
+)
 
 __all__ = ["load_mlflow", "search_all_runs"]
 
@@ -207,6 +215,8 @@ def _summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
         out["epochs_run"] = float(metrics["epoch"]) + 1
     if "wall_time_s" in metrics:
         out["wall_time_s"] = float(metrics["wall_time_s"])
+    if TEST_SAMPLES in metrics:  # the last value, without fetching a history per run
+        out[TEST_SAMPLES] = float(metrics[TEST_SAMPLES])
     return out
 
 

@@ -47,6 +47,7 @@ from orchestrator.report.stats import Estimate, PairedComparison, holm, paired_c
 from orchestrator.report.tables import (
     DASH,
     Table,
+    axis_label,
     format_estimate,
     format_number,
     format_p,
@@ -184,6 +185,8 @@ class DataRatioStudy:
     notes: list[str] = field(default_factory=list)
     published_curves: dict[str, dict[float, float]] = field(default_factory=dict)
     """Arm → the paper's whole quoted curve for the configuration with the same components."""
+    test_set_sizes: list[int] = field(default_factory=list)
+    """Test recordings per accuracy (one value when every fraction is scored on the same test split)."""
 
     kind = "data_ratio"
 
@@ -424,6 +427,7 @@ def build_data_ratio(report: SweepReport, baseline: dict[str, Any] | None) -> Da
         deltas,
         notes,
         {arm: curve for arm, curve in published_curves.items() if curve},
+        report.sweep.test_set_sizes(),
     )
 
 
@@ -481,7 +485,7 @@ def plot_data_ratio(study: DataRatioStudy, path: Path) -> Path:
                 alpha=0.7,
                 label=f"{arm}: published {study.pair} (quoted)",
             )
-    ax.set_ylabel(f"{metric_title(study.metric)} (%)" if bounds else metric_title(study.metric))
+    ax.set_ylabel(axis_label(study.metric, study.test_set_sizes))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     ax.set_title(f"{study.sweep}: {metric_title(study.metric)} vs event training data")

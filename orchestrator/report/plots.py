@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from orchestrator.report.aggregate import ConfigSummary, SweepReport
-from orchestrator.report.tables import metric_bounds, metric_title
+from orchestrator.report.tables import axis_label, metric_bounds, metric_title
 
 __all__ = ["PlotResult", "mean_band", "plot_ablation", "plot_alpha", "plot_curve", "plot_report"]
 
@@ -45,7 +45,12 @@ def plot_report(report: SweepReport, out_dir: Path, max_configs: int = MAX_CONFI
         result.notes.append(f"curve plots show the {len(shown)} best-ranked configurations only")
 
     curves = {
-        "learning_curves": ("test_top1", "test top-1 (%)", "Learning curves: event test top-1", (0.0, 100.0)),
+        "learning_curves": (
+            "test_top1",
+            axis_label("test_top1", report.sweep.test_set_sizes()),
+            "Learning curves: event test top-1",
+            (0.0, 100.0),
+        ),
         "sliding_p": ("sliding_p", "replacement probability P", "Sliding training: P", (0.0, 1.0)),
     }
     for name, (key, ylabel, title, bounds) in curves.items():
@@ -235,7 +240,8 @@ def plot_ablation(report: SweepReport, path: Path) -> Path | None:
     axes[0].set_yticks(y, labels, fontsize="small")
     for ax in axes:
         ax.set_ylim(-0.7, len(summaries) - 0.3)
-    axes[0].set_xlabel(f"{metric_title(report.metric)} (mean, {report.confidence:.0%} CI)")
+    sizes = report.sweep.test_set_sizes()
+    axes[0].set_xlabel(axis_label(report.metric, sizes, f"mean, {report.confidence:.0%} CI"))
     axes[0].grid(axis="x", alpha=0.3)
     if panels == 2:
         ax = axes[1]

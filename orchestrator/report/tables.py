@@ -7,12 +7,14 @@ identical by construction.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.report.aggregate import Comparison, SweepReport
 from orchestrator.report.stats import Estimate, PairedComparison
 
 __all__ = [
+    "axis_label",
     "METRIC_TITLES",
     "Table",
     "ablation_table",
@@ -27,6 +29,7 @@ __all__ = [
 METRIC_TITLES = {
     "best_test_top1": "best-epoch test top-1",
     "last_test_top1": "last-epoch test top-1",
+    "test_top1": "test top-1",
     "best_epoch": "best epoch",
     "epochs_run": "epochs run",
     "wall_time_s": "wall time (s)",
@@ -148,6 +151,21 @@ def metric_bounds(metric: str) -> tuple[float, float] | None:
 
 def metric_title(metric: str) -> str:
     return METRIC_TITLES.get(metric, metric)
+
+
+def axis_label(metric: str, test_set_sizes: Sequence[int] = (), detail: str = "") -> str:
+    """A figure axis for ``metric``: its title, ``(%)`` and ``detail`` for an accuracy, and how many test
+    recordings each accuracy was computed on ("n = 1,000 test recordings"; a range when the trials
+    differ; nothing when the sweep did not record it)."""
+    if metric_bounds(metric) is None:
+        return metric_title(metric) + (f" ({detail})" if detail else "")
+    inside = ", ".join(part for part in ("%", detail) if part)
+    label = f"{metric_title(metric)} ({inside})"
+    if len(test_set_sizes) == 1:
+        label += f"\nn = {test_set_sizes[0]:,} test recordings"
+    elif test_set_sizes:
+        label += f"\nn = {min(test_set_sizes):,}–{max(test_set_sizes):,} test recordings"
+    return label
 
 
 # --------------------------------------------------------------------------------------------------
