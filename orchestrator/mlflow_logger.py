@@ -34,10 +34,11 @@ from typing import Any
 
 from ray.tune.logger import LoggerCallback
 
+from engine.training.checkpoint import RECORDS_FILE
 from orchestrator.optuna_bridge import StudyBridge, TrialStatus
 from orchestrator.plan import PlannedTrial, config_for
 from orchestrator.results import RunRecord, SweepRecorder, run_key
-from orchestrator.sweepdir import SweepMeta
+from orchestrator.sweepdir import BEST_EXPORT, SweepMeta
 
 __all__ = ["MlflowSweepLogger"]
 
@@ -358,10 +359,14 @@ class MlflowSweepLogger(LoggerCallback):
         child.logged_upto = pending[-1]
 
     def _attach_run_files(self, record: RunRecord, child: _ChildRun) -> None:
-        """The run's ``epochs.parquet`` (exported to ``runs/<plan key>/seed_<s>/``) as a child artifact."""
-        exported = self.bridge.sweep_dir.runs / record.plan_key / f"seed_{record.seed}" / "epochs.parquet"
-        if exported.is_file():
-            self.client.log_artifact(child.run_id, str(exported))
+        """The run's ``epochs.parquet`` (exported to ``runs/<plan key>/seed_<s>/``) as a child artifact, and
+        its best-epoch checkpoint (``best/``) when the space's ``mlflow.log_checkpoint`` asks for it."""
+        exported = self.bridge.sweep_dir.run_export(record.plan_key, record.seed)
+        if (exported / RECORDS_FILE).is_file():
+            self.client.log_artifact(child.run_id, str(exported / RECORDS_FILE))
+        best = exported / BEST_EXPORT
+        if self.bridge.space.mlflow.log_checkpoint == "best" and best.is_dir():
+            self.client.log_artifacts(child.run_id, str(best), artifact_path=BEST_EXPORT)
 
     def _finish(self, record: RunRecord, child: _ChildRun, trial_status: str) -> None:
         run_status = record.run_status(trial_status)

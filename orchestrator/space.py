@@ -270,6 +270,14 @@ class MlflowSpec:
     """``None``: SQLite in the sweep directory (``sqlite:///<sweep>/mlflow.db``)."""
     experiment: str | None = None
     """``None``: the sweep name."""
+    log_checkpoint: str = "none"
+    """``best``: each finished run's best-epoch checkpoint is also a child-run artifact (``best/``), so
+    a user with only the tracking server can download and evaluate the weights. Off by default: a
+    checkpoint is the model's size, per run, in the artifact store."""
+
+
+MLFLOW_CHECKPOINTS = ("none", "best")
+"""The values of ``mlflow.log_checkpoint``."""
 
 
 @dataclass(frozen=True)
@@ -817,7 +825,7 @@ class _Parser:
     def _mlflow(self, value: Any) -> MlflowSpec:
         if not isinstance(value, dict):
             raise self.fail("mlflow", f"{value!r} must be a mapping")
-        self._check_keys(value, ("enabled", "tracking_uri", "experiment"), "mlflow")
+        self._check_keys(value, ("enabled", "tracking_uri", "experiment", "log_checkpoint"), "mlflow")
         enabled = value.get("enabled", True)
         if not isinstance(enabled, bool):
             raise self.fail("mlflow.enabled", f"{enabled!r} must be true or false")
@@ -827,7 +835,11 @@ class _Parser:
         experiment = value.get("experiment")
         if experiment is not None and (not isinstance(experiment, str) or not experiment):
             raise self.fail("mlflow.experiment", f"{experiment!r} must be an experiment name")
-        return MlflowSpec(enabled=enabled, tracking_uri=uri, experiment=experiment)
+        checkpoint = value.get("log_checkpoint", "none")
+        if checkpoint not in MLFLOW_CHECKPOINTS:
+            allowed = list(MLFLOW_CHECKPOINTS)
+            raise self.fail("mlflow.log_checkpoint", _unknown(str(checkpoint), allowed, "value"))
+        return MlflowSpec(enabled=enabled, tracking_uri=uri, experiment=experiment, log_checkpoint=checkpoint)
 
     # ----------------------------------------------------------------------------------------------
     # checks

@@ -28,9 +28,13 @@ from engine.config import flatten
 from engine.errors import ConfigError
 from orchestrator.space import SweepSpace
 
-__all__ = ["SweepDir", "SweepDirError", "SweepMeta", "git_commit", "spikesweep_version"]
+__all__ = ["BEST_EXPORT", "SweepDir", "SweepDirError", "SweepMeta", "git_commit", "spikesweep_version"]
 
 META_FILE = "sweep.json"
+
+
+BEST_EXPORT = "best"
+"""The best-epoch checkpoint inside an exported run directory (:meth:`SweepDir.run_export`)."""
 
 
 class SweepDirError(ConfigError):
@@ -91,6 +95,11 @@ class SweepDir:
     journal = property(lambda self: self.root / "journal.jsonl")
     runs = property(lambda self: self.root / "runs")
     faults = property(lambda self: self.root / ".faults")
+
+    def run_export(self, plan_key: str, seed: int) -> Path:
+        """Where one engine run's final files are exported: ``runs/<plan key>/seed_<seed>/`` (config,
+        epoch records, result, and the best-epoch weights in :data:`BEST_EXPORT`)."""
+        return self.runs / plan_key / f"seed_{seed}"
 
     @property
     def optuna_url(self) -> str:

@@ -48,7 +48,7 @@ from orchestrator.result_keys import (
     SEED_KEY,
     WALL_TIME_KEY,
 )
-from orchestrator.sweepdir import SweepDir
+from orchestrator.sweepdir import BEST_EXPORT, SweepDir
 
 __all__ = ["FAULT_ENV", "FaultSpec", "TrialSetup", "run_trial"]
 
@@ -206,7 +206,7 @@ class _Reporter:
         if int(metrics["best_epoch"]) == epoch:
             # Exported as it improves, so the best weights survive a resume on another node (the
             # trainer's own best/ lives in node-local scratch and is not part of Tune's checkpoint).
-            copy_checkpoint(run_dir / "checkpoints" / "best", export / "best")
+            copy_checkpoint(run_dir / "checkpoints" / "best", export / BEST_EXPORT)
         if seed_done:
             for name in ("config.yaml", "epochs.parquet"):
                 _export_file(run_dir / name, export / name)
@@ -287,7 +287,7 @@ def _wall_time(checkpoint_dir: Path) -> float:
 
 
 def _export_dir(setup: TrialSetup, planned: PlannedTrial, seed: int) -> Path:
-    return SweepDir(Path(setup.sweep_dir)).runs / planned.plan_key / f"seed_{seed}"
+    return SweepDir(Path(setup.sweep_dir)).run_export(planned.plan_key, seed)
 
 
 def _export_file(source: Path, target: Path) -> None:

@@ -126,6 +126,11 @@ SPACE_CASES: list[tuple[str, str | bytes, list[str]]] = [
     ("arms-not-list", _with(arms={"a": 1}), ["arms", "non-empty list"]),
     ("arm-sets-seed", _with(arms=[{"name": "a", "set": {"seed": 3}}]), ["seed", "seeds"]),
     ("mlflow-enabled-string", _with(mlflow={"enabled": "yes"}), ["mlflow.enabled", "true or false"]),
+    (
+        "mlflow-checkpoint-unknown",
+        _with(mlflow={"log_checkpoint": "bset"}),
+        ["mlflow.log_checkpoint", "'bset'", "did you mean best", "allowed: none, best"],
+    ),
     ("progress-negative", _with(progress={"interval_s": -1}), ["progress.interval_s", "> 0"]),
 ]
 

@@ -14,6 +14,7 @@ import math
 import os
 from pathlib import Path
 
+import mlflow
 import optuna
 import pyarrow.parquet as pq
 import pytest
@@ -22,6 +23,7 @@ import yaml
 from mlflow import MlflowClient
 
 from engine.config import RunConfig
+from engine.training.evaluation import evaluate_checkpoint
 from engine.training.records import TIMING_KEYS, read_records
 from orchestrator.driver import run_sweep
 from orchestrator.results import epochs_schema, trials_schema
@@ -92,7 +94,13 @@ def table(outcome, name: str) -> list[dict]:
 
 def test_grid_seeds_retry_mlflow_and_parquet(ray_cluster, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(FAULT_ENV, "g0001s0:1")  # this trial raises once, before reporting epoch 1
-    outcome, space = sweep(tmp_path, "grid", parameters={"optim.lr": [GOOD, 0.003]}, seeds=[0, 1])
+    outcome, space = sweep(
+        tmp_path,
+        "grid",
+        parameters={"optim.lr": [GOOD, 0.003]},
+        seeds=[0, 1],
+        mlflow={"log_checkpoint": "best"},
+    )
     assert outcome.complete and outcome.statuses == {"COMPLETE": 4}
 
     # Exactly N seeds per configuration.
@@ -147,6 +155,22 @@ def test_grid_seeds_retry_mlflow_and_parquet(ray_cluster, tmp_path, monkeypatch)
         history = client.get_metric_history(child.info.run_id, "test_loss")
         assert sorted(m.step for m in history) == [0, 1, 2]
         assert child.data.metrics["best_test_top1"] == row["best_test_top1"]
+        # mlflow.log_checkpoint: best — the epoch records and the best-epoch weights travel with the run
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"epochs.parquet", "best"} <= artifacts, artifacts
+        saved = {a.path for a in client.list_artifacts(child.info.run_id, "best")}
+        exported = outcome.sweep_dir / "runs" / row["plan_key"] / f"seed_{row['seed']}" / "best"
+        assert saved == {f"best/{p.name}" for p in exported.iterdir()}
+
+    # Someone with only the tracking store downloads a run's weights and gets its best accuracy back.
+    row = rows[0]
+    downloaded = mlflow.artifacts.download_artifacts(
+        run_id=row["mlflow_run_id"],
+        artifact_path="best",
+        dst_path=str(tmp_path / "downloaded"),
+        tracking_uri=f"sqlite:///{outcome.sweep_dir / 'mlflow.db'}",
+    )
+    assert evaluate_checkpoint(downloaded)["test_top1"] == row["best_test_top1"]
 
     # The injected crash happened, and the retried trial ends exactly like an undisturbed run (in a
     # reused actor, after other trials: nothing leaked between them either).
