@@ -84,6 +84,21 @@ class _ChildRun:
     last_flush: float = 0.0
 
 
+TRAINING_RUNS_VIEW = "workflowType=machine_learning"
+"""MLflow 3.17's UI picks its view per browser (the "GenAI | Model training" switch, GenAI by default)
+and ignores the experiment's ``mlflow.experimentKind`` tag there; this URL parameter opens the runs
+table (checked in headless Chromium, ``docs/mlflow_screenshot.py``)."""
+
+
+def ui_link(tracking_uri: str, experiment_id: str) -> str:
+    """How to see the sweep's runs in the MLflow UI: the page, and for a local store the command that
+    serves it (``mlflow ui`` listens on 127.0.0.1:5000 by default)."""
+    page = f"#/experiments/{experiment_id}/runs?{TRAINING_RUNS_VIEW}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{page}"
+    return f"`mlflow ui --backend-store-uri {tracking_uri}`, then http://127.0.0.1:5000/{page}"
+
+
 class MlflowSweepLogger(LoggerCallback):
     """The sweep's MLflow writer (a Ray Tune callback running in the driver)."""
 
@@ -212,8 +227,29 @@ class MlflowSweepLogger(LoggerCallback):
                 self.client.set_terminated(child.run_id, status="KILLED")
                 child.status = "KILLED"
         complete = self.bridge.is_complete()
+        self._summarise()
+        print(f"[sweep] MLflow: {ui_link(self.tracking_uri, self._experiment_id)}", flush=True)
         self.client.set_tag(self.parent_id, STATUS_TAG, "COMPLETE" if complete else "INTERRUPTED")
         self.client.set_terminated(self.parent_id, status="FINISHED" if complete else "KILLED")
+
+    def _summarise(self) -> None:
+        """The sweep's result on its parent run (counts, best configuration, its mean and CI), the same
+        names ``report`` writes: MLflow's runs table shows a collapsed parent with these."""
+        from orchestrator.report.mlflow_aggregates import log_parent_summary, parent_summary  # noqa: PLC0415
+        from orchestrator.report.stats import describe  # noqa: PLC0415
+
+        counts: dict[str, int] = {}
+        for entry in self.bridge.latest_entries():
+            status = self.bridge.status_of(entry.number)
+            counts[status] = counts.get(status, 0) + 1
+        ranking = self.bridge.ranking()
+        best = None
+        if ranking:
+            top = ranking[0]
+            label = " ".join(f"{k}={v}" for k, v in top.params.items()) or "(base)"
+            best = (label, top.config_hash, describe(top.values))
+        metrics, tags = parent_summary(self.bridge.space.metric, counts, best)
+        log_parent_summary(self.client, self.parent_id, metrics, tags)
 
     # ----------------------------------------------------------------------------------------------
     # runs
@@ -229,6 +265,7 @@ class MlflowSweepLogger(LoggerCallback):
             self._experiment_id = experiment.experiment_id
         if experiment is None or EXPERIMENT_KIND_TAG not in experiment.tags:
             # MLflow 3 opens an experiment without this tag on its GenAI overview; these are training runs.
+            # (3.17's UI goes by its own per-browser switch instead: see ui_link.)
             client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         parents = self._search(f"tags.`{ROLE_TAG}` = 'sweep'")
         if parents:

@@ -15,12 +15,14 @@ import os
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import optuna
 import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
 from mlflow import MlflowClient
+from scipy import stats
 
 from engine.config import RunConfig
 from engine.training.evaluation import evaluate_checkpoint
@@ -92,7 +94,7 @@ def table(outcome, name: str) -> list[dict]:
     return pq.read_table(outcome.sweep_dir / name).to_pylist()
 
 
-def test_grid_seeds_retry_mlflow_and_parquet(ray_cluster, tmp_path, monkeypatch) -> None:
+def test_grid_seeds_retry_mlflow_and_parquet(ray_cluster, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv(FAULT_ENV, "g0001s0:1")  # this trial raises once, before reporting epoch 1
     outcome, space = sweep(
         tmp_path,
@@ -139,6 +141,23 @@ def test_grid_seeds_retry_mlflow_and_parquet(ray_cluster, tmp_path, monkeypatch)
     client = MlflowClient(f"sqlite:///{outcome.sweep_dir / 'mlflow.db'}")
     assert [a.path for a in client.list_artifacts(parents[0].info.run_id, "space")] == ["space/space.yaml"]
     assert parents[0].info.status == "FINISHED"
+    # The parent carries the sweep's result from the moment it ends (no report needed): MLflow's runs
+    # table shows the collapsed parent row with it.
+    summary, best = parents[0].data, outcome.best[0]
+    seeds_of_best = [r["best_test_top1"] for r in rows if r["config_hash"] == best.config_hash]
+    low, high = stats.t.interval(0.95, 1, loc=np.mean(seeds_of_best), scale=stats.sem(seeds_of_best))
+    assert summary.metrics["n_complete"] == 4 and summary.metrics["n_failed"] == 0
+    assert summary.metrics["best_best_test_top1_n"] == 2
+    assert summary.metrics["best_best_test_top1_mean"] == pytest.approx(np.mean(seeds_of_best))
+    if seeds_of_best[0] == seeds_of_best[1]:  # no spread: scipy says NaN, the interval is the mean
+        low = high = seeds_of_best[0]
+    assert summary.metrics["best_best_test_top1_ci_low"] == pytest.approx(low)
+    assert summary.metrics["best_best_test_top1_ci_high"] == pytest.approx(high)
+    assert summary.tags["spikesweep.best_config_hash"] == best.config_hash
+    # and the sweep says where to look: the runs view (MLflow 3.17 otherwise opens its GenAI view)
+    experiment_id = parents[0].info.experiment_id
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    assert link in capsys.readouterr().out
     base = space.base_config()
     for child in children:
         tags = child.data.tags

@@ -25,8 +25,16 @@ from pathlib import Path
 from orchestrator.report.aggregate import ConfigSummary, SweepReport
 from orchestrator.report.load import ReportInputError
 from orchestrator.report.mlflow_source import search_all_runs
+from orchestrator.report.stats import Estimate
 
-__all__ = ["AGGREGATE_ROLE", "AggregateResult", "aggregate_metrics", "log_aggregates"]
+__all__ = [
+    "AGGREGATE_ROLE",
+    "AggregateResult",
+    "aggregate_metrics",
+    "log_aggregates",
+    "log_parent_summary",
+    "parent_summary",
+]
 
 AGGREGATE_ROLE = "aggregate"
 _ROLE_TAG = "spikesweep.role"
@@ -204,34 +212,49 @@ def _refuse_changes(report: SweepReport, existing: dict, key: str) -> None:
         )
 
 
-def _log_parent_summary(client, parent_id: str, report: SweepReport) -> None:
-    """Best configuration, its mean and CI, and the run counts on the sweep's parent run."""
-    from mlflow.entities import Metric, RunTag  # noqa: PLC0415
-
-    counts = report.sweep.status_counts()
-    now = int(time.time() * 1000)
-    values = {"n_complete": counts["COMPLETE"], "n_failed": counts["FAILED"], "n_pruned": counts["PRUNED"]}
-    ranked = [s for s in report.summaries if s.rank == 1]
-    tags = []
-    if ranked:
-        best = ranked[0]
-        est = best.estimates[report.metric]
+def parent_summary(
+    metric: str, counts: dict[str, int], best: tuple[str, str, Estimate] | None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """``(metrics, tags)`` of a sweep's parent run: the run counts and, with ``best`` = (label, config
+    hash, estimate of ``metric`` over its seeds), the best configuration's mean and CI. Written by the
+    sweep driver when a sweep ends and again by ``report`` (same names), so the parent's collapsed row
+    and the chart view show the result without a report having run."""
+    values = {"n_complete": counts.get("COMPLETE", 0), "n_failed": counts.get("FAILED", 0)}
+    values["n_pruned"] = counts.get("PRUNED", 0)
+    tags: dict[str, str] = {}
+    if best is not None:
+        label, config_hash, est = best
         values.update(
             {
-                f"best_{report.metric}_mean": est.mean,
-                f"best_{report.metric}_ci_low": est.ci_low,
-                f"best_{report.metric}_ci_high": est.ci_high,
-                f"best_{report.metric}_n": est.n,
+                f"best_{metric}_mean": est.mean,
+                f"best_{metric}_ci_low": est.ci_low,
+                f"best_{metric}_ci_high": est.ci_high,
+                f"best_{metric}_n": est.n,
             }
         )
-        tags = [
-            RunTag("spikesweep.best_configuration", best.group.label[:5000]),
-            RunTag("spikesweep.best_config_hash", best.group.config_hash),
-        ]
-    metrics = [
-        Metric(k, float(v), now, 0) for k, v in values.items() if v is not None and math.isfinite(float(v))
-    ]
-    client.log_batch(parent_id, metrics=metrics, tags=tags)
+        tags = {"spikesweep.best_configuration": label[:5000], "spikesweep.best_config_hash": config_hash}
+    finite = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
+    return finite, tags
+
+
+def log_parent_summary(client, parent_id: str, metrics: dict[str, float], tags: dict[str, str]) -> None:
+    from mlflow.entities import Metric, RunTag  # noqa: PLC0415
+
+    now = int(time.time() * 1000)
+    client.log_batch(
+        parent_id,
+        metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+
+
+def _log_parent_summary(client, parent_id: str, report: SweepReport) -> None:
+    """Best configuration, its mean and CI, and the run counts on the sweep's parent run."""
+    ranked = [s for s in report.summaries if s.rank == 1]
+    best = None
+    if ranked:
+        best = (ranked[0].group.label, ranked[0].group.config_hash, ranked[0].estimates[report.metric])
+    log_parent_summary(client, parent_id, *parent_summary(report.metric, report.sweep.status_counts(), best))
 
 
 def _experiment_id(client, name: str, tracking_uri: str) -> str:
