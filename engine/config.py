@@ -190,6 +190,17 @@ class ScheduleConfig:
 
 
 @dataclass
+class EnergyConfig:
+    """Energy per operation for the inference-energy estimate (``engine.activity``): Horowitz (ISSCC
+    2014, 45 nm, 32-bit float) by default; set them for another process or number format."""
+
+    e_ac_pj: float = 0.9
+    """pJ per accumulate (a spike arriving at a synapse)."""
+    e_mac_pj: float = 4.6
+    """pJ per multiply-accumulate (a real-valued input: the first layer, an ANN)."""
+
+
+@dataclass
 class RunConfig:
     T: int = 10
     """Time steps: event bins per recording, and repeats of the static image."""
@@ -212,6 +223,7 @@ class RunConfig:
     sliding: SlidingConfig = field(default_factory=SlidingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
 
     # ----------------------------------------------------------------------------------------------
     # construction
@@ -475,6 +487,8 @@ def _range_problems(c: RunConfig) -> list[str]:
         (c.model.width > 0, f"model.width = {c.model.width} must be > 0"),
         (c.model.tau > 1.0, f"model.tau = {c.model.tau} must be > 1 (the leak is 1/tau)"),
         (c.model.v_th > 0, f"model.v_th = {c.model.v_th} must be > 0"),
+        (c.energy.e_ac_pj > 0, f"energy.e_ac_pj = {c.energy.e_ac_pj} must be > 0 (pJ per accumulate)"),
+        (c.energy.e_mac_pj > 0, f"energy.e_mac_pj = {c.energy.e_mac_pj} must be > 0 (pJ per MAC)"),
         (
             c.model.step_mode in ("auto", "m", "s"),
             f"model.step_mode = {c.model.step_mode!r} must be auto, m (layer by layer) or s (step by step)",

@@ -45,7 +45,7 @@ def _save(target, config, model, epoch, records):
 
 def test_metric_keys_follow_the_contract():
     keys = metric_keys(3)
-    assert keys[:20] == [
+    assert keys[:25] == [
         "epoch",
         "train_loss",
         "train_loss_static",
@@ -57,6 +57,11 @@ def test_metric_keys_follow_the_contract():
         "test_top1",
         "test_top5",
         "test_samples",
+        "test_firing_rate",
+        "test_spikes",
+        "test_acs",
+        "test_macs",
+        "energy_uj",
         "best_test_top1",
         "best_epoch",
         "sliding_p",
@@ -67,7 +72,7 @@ def test_metric_keys_follow_the_contract():
         "train_loss_mixup_ratio",
         "lr",
     ]
-    assert keys[20:] == ["alpha_0", "alpha_1", "alpha_2", "epoch_time_s", "samples_per_s", "peak_mem_mb"]
+    assert keys[25:] == ["alpha_0", "alpha_1", "alpha_2", "epoch_time_s", "samples_per_s", "peak_mem_mb"]
 
 
 def test_records_roundtrip_with_explicit_types(tmp_path):

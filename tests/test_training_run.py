@@ -102,7 +102,12 @@ def test_reference_run_writes_the_contract_layout(reference, tiny):
             assert math.isfinite(value), key
         assert 0 <= row["test_top1"] <= row["test_top5"] <= 100
         assert row["test_samples"] == len(load_catalog(tiny).test)  # every test recording, every epoch
+        # activity per inference (engine.activity): the energy is the two counts at the default pJ
+        assert 0 < row["test_firing_rate"] < 1 and row["test_spikes"] > 0 and row["test_acs"] > 0
+        energy = (row["test_acs"] * 0.9 + row["test_macs"] * 4.6) * 1e-6
+        assert row["energy_uj"] == pytest.approx(energy, rel=1e-12)
         assert 0 < row["alpha_0"] < 1 and row["peak_mem_mb"] > 0 and row["samples_per_s"] > 0
+    assert len({r["test_macs"] for r in rows}) == 1  # the dense first layer's MACs depend on shapes only
     assert [r["sliding_p"] for r in rows] == sorted(r["sliding_p"] for r in rows)  # P grows
     best = max(rows, key=lambda r: (r["test_top1"], -r["epoch"]))
     assert (result.best_test_top1, result.best_epoch) == (best["test_top1"], best["epoch"])

@@ -8,6 +8,7 @@ once at the end.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.activity import ActivityMeter
+from engine.config import EnergyConfig
 from engine.training.runtime import autocast
 
 __all__ = [
@@ -43,8 +46,14 @@ def evaluate(
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     precision: str = "fp32",
-) -> dict[str, float]:
+    energy: EnergyConfig | None = None,
+) -> dict[str, Any]:
     """Test loss, top-1 and top-5 (percent) and the sample count of ``model``'s event branch on ``loader``.
+
+    With ``energy`` the spike activity, synaptic operations and energy per inference are counted as
+    well (:mod:`engine.activity`, with ``energy``'s pJ per operation): the record's
+    :data:`~engine.training.records.ACTIVITY_KEYS`, and ``"activity"``, the per-layer
+    :class:`~engine.activity.Activity`.
 
     The model is put in eval mode (BatchNorm uses its running statistics) and returned to the mode it
     was in.
@@ -53,28 +62,37 @@ def evaluate(
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # summed loss, top-1 hits, top-5 hits
     count = 0  # a host integer: batch sizes are known without asking the device
+    meter = contextlib.nullcontext()
+    if energy is not None:
+        meter = ActivityMeter(model, int(getattr(model, "T", 1)), energy.e_ac_pj, energy.e_mac_pj)
     try:
-        for frames, labels in loader:
-            frames = frames.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            with autocast(device, precision):
-                logits = model.forward_event(frames)  # [T, B, K]
-            mean_logits = logits.float().mean(dim=0)
-            loss_sum = F.cross_entropy(mean_logits, labels, reduction="sum")
-            correct = topk_correct(mean_logits, labels, (1, 5))
-            sums += torch.cat([loss_sum.double().reshape(1), correct.double()])
-            count += labels.shape[0]
+        with meter:
+            for frames, labels in loader:
+                frames = frames.to(device, non_blocking=True)
+                labels = labels.to(device, non_blocking=True)
+                with autocast(device, precision):
+                    logits = model.forward_event(frames)  # [T, B, K]
+                mean_logits = logits.float().mean(dim=0)
+                loss_sum = F.cross_entropy(mean_logits, labels, reduction="sum")
+                correct = topk_correct(mean_logits, labels, (1, 5))
+                sums += torch.cat([loss_sum.double().reshape(1), correct.double()])
+                count += labels.shape[0]
     finally:
         model.train(was_training)
     if count == 0:
         raise ValueError("the test loader yielded no samples")
     loss_sum, top1, top5 = sums.tolist()
-    return {
+    metrics: dict[str, Any] = {
         "test_loss": loss_sum / count,
         "test_top1": 100.0 * top1 / count,
         "test_top5": 100.0 * top5 / count,
         "test_samples": int(count),
     }
+    if isinstance(meter, ActivityMeter):
+        activity = meter.result(count)
+        metrics.update(activity.metrics())
+        metrics["activity"] = activity
+    return metrics
 
 
 @torch.no_grad()
@@ -157,7 +175,7 @@ def evaluate_checkpoint(
     e = load_evaluable(path, overrides)
     loaded, config, device, bundle, model = e.loaded, e.config, e.device, e.bundle, e.model
     used = recalibrate_batchnorm(model, bundle.train_loader, device, recalibrate_bn, config.precision)
-    metrics = evaluate(model, bundle.test_loader, device, config.precision)
+    metrics = evaluate(model, bundle.test_loader, device, config.precision, config.energy)
     return {
         "checkpoint": str(loaded.path),
         "source": loaded.source,

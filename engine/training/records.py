@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
+    "ACTIVITY_KEYS",
     "INT_KEYS",
     "TIMING_KEYS",
     "alpha_keys",
@@ -31,6 +32,10 @@ INT_KEYS: frozenset[str] = frozenset({"epoch", "best_epoch", "test_samples"})
 # Keys that measure the machine, not the run: they differ between two otherwise identical runs.
 TIMING_KEYS: frozenset[str] = frozenset({"epoch_time_s", "samples_per_s", "peak_mem_mb"})
 
+ACTIVITY_KEYS = ("test_firing_rate", "test_spikes", "test_acs", "test_macs", "energy_uj")
+"""Per-inference activity of the event test evaluation (``engine.activity``): spikes per neuron per
+step, spikes, accumulates and multiply-accumulates per sample, and the energy estimate in µJ."""
+
 _HEAD = (
     "epoch",
     "train_loss",
@@ -43,6 +48,7 @@ _HEAD = (
     "test_top1",
     "test_top5",
     "test_samples",
+    *ACTIVITY_KEYS,
     "best_test_top1",
     "best_epoch",
     "sliding_p",

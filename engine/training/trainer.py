@@ -51,7 +51,7 @@ from engine.training.checkpoint import (
 from engine.training.evaluation import evaluate
 from engine.training.loading import build_model
 from engine.training.optim import create_optimizer, lr_at_epoch, set_lr
-from engine.training.records import alpha_keys, metric_keys, write_records
+from engine.training.records import ACTIVITY_KEYS, alpha_keys, metric_keys, write_records
 from engine.training.rng import capture_rng_state, epoch_generators, restore_rng_state, seed_everything
 from engine.training.runtime import PeakMemory, configure_determinism, resolve_device
 from engine.validation import check_config
@@ -200,7 +200,7 @@ class _Run:
                 f"non-finite training loss or weights in epoch {epoch} "
                 f"(train_loss = {stats.metrics['train_loss']}); the run stopped. " + self._last_good()
             )
-        test = evaluate(model, self.bundle.test_loader, self.device, config.precision)
+        test = evaluate(model, self.bundle.test_loader, self.device, config.precision, config.energy)
         improved = test["test_top1"] > self.state.best_test_top1
         self.state = TrainerState(
             epoch=epoch,
@@ -216,6 +216,7 @@ class _Run:
             "test_top1": test["test_top1"],
             "test_top5": test["test_top5"],
             "test_samples": test["test_samples"],
+            **{key: test[key] for key in ACTIVITY_KEYS},
             "best_test_top1": self.state.best_test_top1,
             "best_epoch": self.state.best_epoch,
             "lr": lr,

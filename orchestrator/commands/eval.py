@@ -8,7 +8,8 @@ CHECKPOINT is one of:
   mapped onto ours and the configuration is rebuilt from the file's saved arguments. Give the dataset
   location with ``--set data.root=/path``; any other key can be overridden the same way.
 
-Prints test loss, top-1 and top-5; ``--json FILE`` also writes them as JSON.
+Prints test loss, top-1 and top-5, and the spike activity, synaptic operations and energy per inference
+layer by layer (``engine.activity``); ``--json FILE`` also writes them as JSON.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"--recalibrate-bn {args.recalibrate_bn} must be ≥ 0 (batches)")
     metrics = evaluate_checkpoint(args.checkpoint, args.overrides, recalibrate_bn=args.recalibrate_bn)
+    activity = metrics.pop("activity")
     recalibrated = metrics["bn_recalibration_batches"]
     if recalibrated:
         print(f"BatchNorm running statistics re-estimated on {recalibrated} event training batches")
@@ -56,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
         f"test top-1 {metrics['test_top1']:.2f}%  top-5 {metrics['test_top5']:.2f}%  "
         f"loss {metrics['test_loss']:.4f}  on {metrics['test_samples']} {metrics['pair']} test recordings"
     )
+    print(activity.describe())
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(metrics, indent=2) + "\n")
+        args.json.write_text(json.dumps({**metrics, "activity": activity.as_dict()}, indent=2) + "\n")
     sys.stdout.flush()
     return 0
