@@ -40,7 +40,10 @@ def main() -> None:
     ).to(device)
     shape = (args.batch, args.T, 2, args.size, args.size)
     loader = [
-        ((torch.rand(shape) < 0.1).float().to(device), torch.randint(0, 10, (args.batch,), device=device))
+        (
+            (torch.rand(shape) < 0.3).float().mul(4.0).to(device),
+            torch.randint(0, 10, (args.batch,), device=device),
+        )
         for _ in range(args.batches)
     ]
     variants = {"plain": None, "with activity": EnergyConfig()}
