@@ -14,7 +14,7 @@ import yaml
 from engine.config import RunConfig
 from engine.models import create_model
 from engine.training.loading import load_weights, restore_model
-from engine.training.records import read_records
+from engine.training.records import ACTIVITY_KEYS, read_records
 from orchestrator.cli import main
 
 # The quick preset, shrunk further so the command-line tests take seconds.
@@ -71,6 +71,44 @@ def test_eval_of_a_run_reproduces_its_best_epoch(trained, tmp_path, capsys):
         best["test_loss"]
     )
     assert "test top-1" in capsys.readouterr().out
+
+
+def test_eval_at_fewer_time_steps_writes_accuracy_and_energy_vs_T(trained, tmp_path, capsys):
+    config = RunConfig.from_yaml(trained / "config.yaml")
+    out, json_file = tmp_path / "steps", tmp_path / "steps.json"
+    argv = [
+        "eval",
+        str(trained),
+        "--time-steps",
+        f"{config.T},1",
+        "--out",
+        str(out),
+        "--json",
+        str(json_file),
+    ]
+    assert main(argv) == 0
+    rows = json.loads(json_file.read_text())
+    assert [r["time_steps"] for r in rows] == [1, config.T]
+    # at T' = T: exactly the recorded best epoch, accuracy and activity alike
+    records = read_records(trained / "epochs.parquet")
+    best = max(records, key=lambda r: (r["test_top1"], -r["epoch"]))
+    at_T = rows[-1]
+    for key in ("test_top1", "test_top5", "test_samples", *ACTIVITY_KEYS):
+        assert at_T[key] == best[key], key
+    # the first layer's dense MACs grow with the steps run; the energy with them
+    assert rows[0]["test_macs"] * config.T == at_T["test_macs"]
+    assert rows[0]["energy_uj"] < at_T["energy_uj"]
+    assert {p.name for p in out.iterdir()} == {"time_steps.md", "time_steps.parquet", "time_steps.png"}
+    assert "| 1 |" in (out / "time_steps.md").read_text()
+    assert "inference stopped after T' time steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("steps", ["0", "1,99"])
+def test_eval_time_steps_outside_1_to_T_are_refused(trained, tmp_path, steps, capsys):
+    assert main(["eval", str(trained), "--time-steps", steps, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--time-steps" in err and "from 1 to T = " in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_print_config_applies_overrides(capsys):

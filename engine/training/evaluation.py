@@ -9,7 +9,7 @@ once at the end.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,10 @@ from engine.training.runtime import autocast
 
 __all__ = [
     "Evaluable",
+    "check_time_steps",
     "evaluate",
     "evaluate_checkpoint",
+    "evaluate_time_steps",
     "load_evaluable",
     "recalibrate_batchnorm",
     "topk_correct",
@@ -147,9 +149,15 @@ class Evaluable:
     model: nn.Module
 
 
-def load_evaluable(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> Evaluable:
+def load_evaluable(
+    path: str | Path,
+    overrides: list[str] | dict[str, Any] | None = None,
+    check: Callable[[Any], None] | None = None,
+) -> Evaluable:
     """Read a checkpoint of either format (:mod:`engine.training.loading`), check its config, build its
-    data and restore its model on the config's device — what ``eval`` and ``landscape`` start from."""
+    data and restore its model on the config's device — what ``eval`` and ``landscape`` start from.
+    ``check(config)`` runs before any data is built (a request that does not fit the checkpoint fails
+    in a second, not after the data)."""
     from engine.data import build_data  # noqa: PLC0415 — heavy imports only when evaluating
     from engine.training.loading import load_weights, restore_model  # noqa: PLC0415
     from engine.training.runtime import resolve_device  # noqa: PLC0415
@@ -157,6 +165,8 @@ def load_evaluable(path: str | Path, overrides: list[str] | dict[str, Any] | Non
 
     loaded = load_weights(path, overrides)
     config = check_config(loaded.config)
+    if check is not None:
+        check(config)
     device = resolve_device(config.device)
     bundle = build_data(config)
     model = restore_model(loaded, bundle.num_classes).to(device)
@@ -185,3 +195,62 @@ def evaluate_checkpoint(
         "bn_recalibration_batches": used,
         **{f"checkpoint_{k}": v for k, v in loaded.info.items()},
     }
+
+
+def check_time_steps(steps: Sequence[int], T: int) -> list[int]:
+    """``steps`` sorted and unique, each in 1…T (the checkpoint's time steps), or a ConfigError naming
+    the allowed range."""
+    from engine.errors import ConfigError  # noqa: PLC0415
+
+    bad = [s for s in steps if not 1 <= s <= T]
+    if bad or not steps:
+        shown = ", ".join(str(s) for s in bad) or "none"
+        raise ConfigError(
+            f"--time-steps {shown}: each must be a whole number from 1 to T = {T} (the model's T)"
+        )
+    return sorted(set(steps))
+
+
+def evaluate_time_steps(
+    path: str | Path, steps: Sequence[int], overrides: list[str] | dict[str, Any] | None = None
+) -> tuple[Evaluable, list[dict[str, Any]]]:
+    """Accuracy and activity of a checkpoint when inference stops after each T' of ``steps``.
+
+    Anytime inference: every test recording keeps the frames it was trained with (binned into T), and
+    the network runs on the first T' of them, its logits averaged over those T' steps. At T' = T this
+    is exactly :func:`evaluate_checkpoint`. (Re-binning a recording into T' coarser frames would be
+    another experiment: different input statistics than the network was trained on.)
+    """
+    chosen: list[int] = []
+
+    def check(config: Any) -> None:
+        chosen.extend(check_time_steps(list(steps), config.T))
+
+    e = load_evaluable(path, overrides, check)
+    rows = []
+    for t in chosen:
+        with _running_time_steps(e.model, t):
+            metrics = evaluate(
+                e.model, _first_steps(e.bundle.test_loader, t), e.device, e.config.precision, e.config.energy
+            )
+        activity = metrics.pop("activity")
+        rows.append({"time_steps": t, **metrics, "energy_pj": activity.energy_pj})
+    return e, rows
+
+
+def _first_steps(
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]], t: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for frames, labels in loader:  # frames (B, T, 2, H, W)
+        yield frames[:, :t], labels
+
+
+@contextlib.contextmanager
+def _running_time_steps(model: nn.Module, t: int) -> Iterator[None]:
+    """The model checks its inputs against its T: let it take the first ``t`` steps meanwhile."""
+    saved = model.T
+    model.T = t
+    try:
+        yield
+    finally:
+        model.T = saved

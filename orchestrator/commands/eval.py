@@ -39,6 +39,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="diagnostic: first re-estimate BatchNorm running statistics on N event training batches "
         "(a transfer model's are partly static-image statistics); default 0 = as trained",
     )
+    parser.add_argument(
+        "--time-steps",
+        type=_steps,
+        metavar="T1,T2,…",
+        help="also evaluate with inference stopped after each of these many time steps (1…T): a table "
+        "and a plot of accuracy and energy vs T' (time_steps.md/.parquet/.png)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="where --time-steps writes (default: CHECKPOINT/time_steps, or beside a checkpoint file)",
+    )
+
+
+def _steps(text: str) -> list[int]:
+    try:
+        steps = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected whole numbers separated by commas, e.g. 1,2,4,10"
+        ) from None
+    if not steps:
+        raise argparse.ArgumentTypeError("expected at least one number of time steps, e.g. 1,2,4,10")
+    return steps
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         from engine.errors import ConfigError
 
         raise ConfigError(f"--recalibrate-bn {args.recalibrate_bn} must be ≥ 0 (batches)")
+    if args.time_steps is not None:
+        return _run_time_steps(args)
     metrics = evaluate_checkpoint(args.checkpoint, args.overrides, recalibrate_bn=args.recalibrate_bn)
     activity = metrics.pop("activity")
     recalibrated = metrics["bn_recalibration_batches"]
@@ -63,4 +90,27 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**metrics, "activity": activity.as_dict()}, indent=2) + "\n")
     sys.stdout.flush()
+    return 0
+
+
+def _run_time_steps(args: argparse.Namespace) -> int:
+    from engine.training.evaluation import evaluate_time_steps
+    from orchestrator.report.time_steps import time_steps_table, write_time_steps
+
+    if args.recalibrate_bn:
+        from engine.errors import ConfigError
+
+        raise ConfigError("--time-steps evaluates the model as trained: leave out --recalibrate-bn")
+    evaluable, rows = evaluate_time_steps(args.checkpoint, args.time_steps, args.overrides)
+    checkpoint = Path(evaluable.loaded.path)
+    given = Path(args.checkpoint)
+    out = args.out or (given if given.is_dir() else given.parent) / "time_steps"
+    title = f"{evaluable.config.model.name} (T = {evaluable.config.T}) on {evaluable.config.data.pair}"
+    print(f"{checkpoint}: {title}, inference stopped after T' time steps")
+    print(time_steps_table(rows).to_text())
+    paths = write_time_steps(rows, out, title)
+    print(f"wrote {out}/: " + ", ".join(p.name for p in paths.values()))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
