@@ -199,7 +199,7 @@ class ActivityMeter:
 
     def _neuron_hook(self, name: str):
         def hook(module: BaseNeuron, args: tuple[Tensor, ...], out: Tensor) -> None:
-            spiking = getattr(module, "spiking", True)
+            spiking = module.spiking
             # spikes are 0 or 1, so their sum is their count (a float32 sum: exact below 2**24 per
             # position, and several times faster than a nonzero count); an ANN twin's are counted
             per_position = _nonzero_per_position(out, binary=spiking)

@@ -69,6 +69,8 @@ BACKENDS = ("fused", "autograd")
 class BaseNeuron(nn.Module):
     """Integrate, fire, hard-reset. Subclasses define :meth:`charge`.
 
+    ``spiking`` is false only for the ANN twin's :class:`ReLUNode` (real-valued outputs).
+
     Args:
         v_th: firing threshold V_th.
         surrogate: surrogate name (``engine.surrogates.SURROGATES``) or a built :class:`Surrogate`.
@@ -79,6 +81,7 @@ class BaseNeuron(nn.Module):
     """
 
     uses_tau = False
+    spiking = True
     fused_kind = ""
     """How the fused backend forms ``h`` from ``v`` and ``x`` (``engine.fused_neurons.CHARGE_KINDS``)."""
 
@@ -256,6 +259,34 @@ class PLIFNode(BaseNeuron):
 
     def fused_factor(self) -> Tensor:
         return torch.sigmoid(self.w)
+
+
+@NEURONS.register("relu")
+class ReLUNode(BaseNeuron):
+    """Not a spiking neuron: ``model.neuron: relu`` makes any registered model its ANN twin.
+
+    The same topology and parameters, the transfer loss and sliding unchanged; each time step is an
+    independent ReLU pass (no state, no threshold, no reset), and the logits are averaged over the T
+    steps as for the SNN (``T: 1`` gives the usual single-pass ANN). The transfer feature of a twin is
+    the activation where the SNN records its post-reset potential. ``engine.activity`` counts its
+    layers' work as multiply-accumulates, since its activations are real numbers (``spiking``).
+    """
+
+    spiking = False
+
+    def single_step_forward(self, x: Tensor) -> Tensor:
+        self.mem = torch.relu(x)
+        return self.mem
+
+    def multi_step_forward(self, x_seq: Tensor) -> Tensor:
+        out = torch.relu(x_seq)
+        if self.record_mem:
+            self.mem_seq = out
+        self.mem = out[-1]
+        return out
+
+    def extra_repr(self) -> str:
+        return f"step_mode={self.step_mode!r} (ANN twin: ReLU, no spikes)"
 
 
 def create_neuron(

@@ -13,7 +13,7 @@ from engine.config import RunConfig
 from engine.errors import ConfigError
 from engine.models import create_model, list_models
 from engine.models.layers import AvgPool2d, Conv2d, Flatten, Linear, set_step_mode
-from engine.neurons import create_neuron, reset_neurons
+from engine.neurons import BaseNeuron, ReLUNode, create_neuron, reset_neurons
 
 
 def _tiny(step_mode: str) -> nn.Sequential:
@@ -179,3 +179,40 @@ def test_energy_constants_at_or_below_zero_are_rejected_at_validation(key, value
     with pytest.raises(ConfigError) as error:
         RunConfig().with_overrides({key: value}).validate()
     assert f"{key} = {float(value)} must be > 0" in str(error.value)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_the_ann_twin_has_the_snn_topology_and_does_macs_only(name):
+    """``neuron: relu`` keeps every layer and parameter of the SNN (same state-dict keys and shapes),
+    swaps only the neurons, and its layers all multiply-accumulate real activations."""
+    kwargs = dict(num_classes=5, T=2, width=0.125, input_size=16, step_mode="m")
+    snn, ann = create_model(name, neuron="lif", **kwargs), create_model(name, neuron="relu", **kwargs)
+    shapes = {k: tuple(v.shape) for k, v in snn.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in ann.state_dict().items()}
+    assert sum(p.numel() for p in snn.parameters()) == sum(p.numel() for p in ann.parameters())
+    swapped = [(n, type(a).__name__) for (n, a) in ann.named_modules() if isinstance(a, ReLUNode)]
+    neurons = [n for n, m in snn.named_modules() if isinstance(m, BaseNeuron)]
+    assert [n for n, _ in swapped] == neurons and neurons
+    others = [(n, type(m)) for n, m in snn.named_modules() if not isinstance(m, BaseNeuron)]
+    assert others == [(n, type(m)) for n, m in ann.named_modules() if not isinstance(m, BaseNeuron)]
+
+    ann.eval()
+    x = torch.rand(3, 2, 2, 16, 16)
+    with ActivityMeter(ann, T=2) as meter, torch.no_grad():
+        reset_neurons(ann)
+        logits = ann.forward_event(x)
+    activity = meter.result(samples=3)
+    assert logits.shape == (2, 3, 5) and torch.isfinite(logits).all()
+    assert activity.acs == 0 and activity.macs > 0
+    assert {s.kind for s in activity.synapses} == {"mac"}
+    # the same layers run as the SNN's: the dense MAC count is the SNN's synaptic work at full density
+    snn.eval()
+    with ActivityMeter(snn, T=2) as snn_meter, torch.no_grad():
+        reset_neurons(snn)
+        snn.forward_event(x)
+    assert [s.name for s in snn_meter.result(samples=3).synapses] == [s.name for s in activity.synapses]
+
+
+def test_relu_is_a_valid_neuron_in_a_run_config():
+    config = RunConfig().with_overrides({"model.neuron": "relu"}).validate()
+    assert config.model.neuron == "relu"

@@ -16,8 +16,9 @@ def run_single(node, inputs):
     return spikes, mems
 
 
-def test_registry_holds_lif_if_plif():
-    assert NEURONS.names() == ["if", "lif", "plif"]
+def test_registry_holds_lif_if_plif_and_the_ann_twin():
+    assert NEURONS.names() == ["if", "lif", "plif", "relu"]
+    assert [NEURONS.get(n).spiking for n in NEURONS.names()] == [True, True, True, False]
 
 
 def test_lif_sequence_by_hand():

@@ -103,6 +103,17 @@ def test_eval_at_fewer_time_steps_writes_accuracy_and_energy_vs_T(trained, tmp_p
     assert "inference stopped after T' time steps" in capsys.readouterr().out
 
 
+def test_an_ann_twin_trains_end_to_end(cache_root, tmp_path):
+    run_dir = tmp_path / "ann"
+    sets = [*TINY_SETS, "model.neuron=relu", f"data.cache_root={cache_root}"]
+    assert main(["train", "--set", *sets, "--out", str(run_dir)]) == 0
+    records = read_records(run_dir / "epochs.parquet")
+    assert len(records) == 2 and all(math.isfinite(r["train_loss"]) for r in records)
+    # an ANN does no spike-driven work: every layer multiply-accumulates
+    assert {r["test_acs"] for r in records} == {0.0} and records[0]["test_macs"] > 0
+    assert records[0]["energy_uj"] == pytest.approx(records[0]["test_macs"] * 4.6e-6, rel=1e-12)
+
+
 @pytest.mark.parametrize("steps", ["0", "1,99"])
 def test_eval_time_steps_outside_1_to_T_are_refused(trained, tmp_path, steps, capsys):
     assert main(["eval", str(trained), "--time-steps", steps, "--out", str(tmp_path / "x")]) == 2

@@ -85,6 +85,7 @@ def _applies(bn: nn.Module, node: BaseNeuron, x: Tensor) -> bool:
         and node.step_mode == "m"
         and bn.training
         and node.backend == "fused"
+        and node.spiking
         and isinstance(node.surrogate, Surrogate)
         and torch.is_grad_enabled()
         and x.dim() == 5
