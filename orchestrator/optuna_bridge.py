@@ -39,6 +39,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from orchestrator.plan import (
+    PlanKey,
     PlannedTrial,
     build_plan,
     confirm_trials,
@@ -271,9 +272,8 @@ class StudyBridge:
         """Ask the sampler for a new configuration; its first search seed becomes this trial."""
         trial = self.study.ask(distributions(self.space))
         params = dict(trial.params)
-        planned = search_trials_for_config(
-            self.space, self.space.base_config(), f"o{config_index:04d}", params, search_stage(self.space)
-        )
+        key, stage = PlanKey.sampled(config_index), search_stage(self.space)
+        planned = search_trials_for_config(self.space, self.space.base_config(), key, params, stage)
         first, rest = planned[0], planned[1:]
         for key, value in {
             **first.to_config(),
@@ -314,6 +314,11 @@ class StudyBridge:
                     self._tell(entry, TrialState.FAIL, None, "superseded by a later attempt")
         return self._orphans
 
+    def _sampled_configs(self) -> set[str]:
+        """The sampled configurations (``o0007``) that have at least one trial."""
+        keys = (PlanKey.parse(k) for k in self._latest)
+        return {k.config for k in keys if k.kind == PlanKey.SAMPLED}
+
     def _missing_repeats(self) -> list[PlannedTrial]:
         """Search seeds of sampled configurations that have no trial yet (lost with a killed driver)."""
         if self.space.pruner.seed_aware or len(self.space.search.seeds) < 2:
@@ -322,11 +327,12 @@ class StudyBridge:
         missing = []
         by_config: dict[str, _Entry] = {}
         for entry in self.latest_entries():
-            if entry.planned.plan_key.startswith("o"):
-                by_config.setdefault(entry.planned.plan_key.split("s")[0], entry)
-        for prefix, entry in by_config.items():
+            key = PlanKey.parse(entry.planned.plan_key)
+            if key.kind == PlanKey.SAMPLED:
+                by_config.setdefault(key.config, entry)
+        for config, entry in by_config.items():
             for planned in search_trials_for_config(
-                self.space, base, prefix, entry.planned.params, entry.planned.stage
+                self.space, base, PlanKey.parse(config), entry.planned.params, entry.planned.stage
             ):
                 if planned.plan_key not in self._latest:
                     missing.append(planned)
@@ -361,7 +367,7 @@ class StudyBridge:
             self._repeats = self._missing_repeats()
         if self._repeats:
             return self._create(self._repeats.pop(0), tune_trial_id).planned.to_config()
-        sampled = {k.split("s")[0] for k in self._latest if k.startswith("o")}
+        sampled = self._sampled_configs()
         if len(sampled) < int(self.space.search.samples or 0):
             return self._sample_new(tune_trial_id, len(sampled)).planned.to_config()
         return None
@@ -407,7 +413,7 @@ class StudyBridge:
             if any(p.plan_key not in self._latest for p in self.fixed):
                 return False
         else:
-            sampled = {k.split("s")[0] for k in self._latest if k.startswith("o")}
+            sampled = self._sampled_configs()
             if len(sampled) < int(self.space.search.samples or 0) or self._missing_repeats():
                 return False
         if self.space.confirm:

@@ -20,16 +20,18 @@ planned trial carries a tuple of seeds; otherwise it carries exactly one.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from engine.config import RunConfig
 from orchestrator.space import SweepSpace
 
 __all__ = [
     "ConfigScore",
+    "PlanKey",
     "PlannedTrial",
     "SweepPlan",
     "build_plan",
@@ -39,6 +41,57 @@ __all__ = [
     "search_stage",
     "search_trials_for_config",
 ]
+
+
+@dataclass(frozen=True)
+class PlanKey:
+    """A planned trial's stable name, built and read only here.
+
+    ``g0003s42``: grid point 3 on seed 42; ``o0007s1``: the eighth sampled configuration on seed 1;
+    ``c<config hash>s42``: a confirmation run; without ``s<seed>`` (``g0003``) a seed-aware trial that
+    runs every seed in turn. ``config`` (``g0003``) names the configuration whatever the seed.
+    """
+
+    kind: str
+    """:data:`GRID`, :data:`SAMPLED` or :data:`CONFIRM`."""
+    ident: str
+    seed: int | None = None
+
+    GRID: ClassVar[str] = "g"
+    SAMPLED: ClassVar[str] = "o"
+    CONFIRM: ClassVar[str] = "c"
+    _PATTERN: ClassVar[re.Pattern[str]] = re.compile(r"([goc])([0-9a-f]+)(?:s(\d+))?")
+
+    @classmethod
+    def grid(cls, index: int, seed: int | None = None) -> PlanKey:
+        return cls(cls.GRID, f"{index:04d}", seed)
+
+    @classmethod
+    def sampled(cls, index: int, seed: int | None = None) -> PlanKey:
+        return cls(cls.SAMPLED, f"{index:04d}", seed)
+
+    @classmethod
+    def confirm(cls, config_hash: str, seed: int) -> PlanKey:
+        return cls(cls.CONFIRM, config_hash, seed)
+
+    @classmethod
+    def parse(cls, text: str) -> PlanKey:
+        match = cls._PATTERN.fullmatch(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not a plan key (g0003s42, o0007s1, c<hash>s42, g0003)")
+        kind, ident, seed = match.groups()
+        return cls(kind, ident, None if seed is None else int(seed))
+
+    @property
+    def config(self) -> str:
+        """The configuration's part of the key (``g0003``)."""
+        return f"{self.kind}{self.ident}"
+
+    def with_seed(self, seed: int | None) -> PlanKey:
+        return PlanKey(self.kind, self.ident, seed)
+
+    def __str__(self) -> str:
+        return self.config + ("" if self.seed is None else f"s{self.seed}")
 
 
 @dataclass(frozen=True)
@@ -125,12 +178,14 @@ def _planned(
 
 
 def search_trials_for_config(
-    space: SweepSpace, base: RunConfig, prefix: str, params: dict[str, Any], stage: str
+    space: SweepSpace, base: RunConfig, config: PlanKey, params: dict[str, Any], stage: str
 ) -> list[PlannedTrial]:
-    """The search-stage trials of one configuration: one per search seed, or one over all seeds."""
+    """The search-stage trials of one configuration (``config``: its key without a seed): one per
+    search seed, or one over all seeds."""
     if space.pruner.seed_aware:
-        return [_planned(space, base, prefix, stage, params, space.seeds)]
-    return [_planned(space, base, f"{prefix}s{seed}", stage, params, [seed]) for seed in space.search.seeds]
+        return [_planned(space, base, str(config), stage, params, space.seeds)]
+    keys = {seed: str(config.with_seed(seed)) for seed in space.search.seeds}
+    return [_planned(space, base, keys[seed], stage, params, [seed]) for seed in space.search.seeds]
 
 
 def build_plan(space: SweepSpace) -> SweepPlan:
@@ -140,7 +195,7 @@ def build_plan(space: SweepSpace) -> SweepPlan:
     stage = search_stage(space)
     if space.search.mode == "grid":
         for index, point in enumerate(space.grid_points()):
-            plan.fixed.extend(search_trials_for_config(space, base, f"g{index:04d}", point, stage))
+            plan.fixed.extend(search_trials_for_config(space, base, PlanKey.grid(index), point, stage))
         configs = space.grid_size()
     else:
         plan.sampled_configs = int(space.search.samples or 0)
@@ -200,6 +255,6 @@ def confirm_trials(space: SweepSpace, ranking: Sequence[ConfigScore]) -> list[Pl
     trials = []
     for score in ranking[: space.confirm.top_k]:
         for seed in seeds:
-            key = f"c{score.config_hash}s{seed}"
+            key = str(PlanKey.confirm(score.config_hash, seed))
             trials.append(_planned(space, base, key, "confirm", score.params, [seed]))
     return trials

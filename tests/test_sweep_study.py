@@ -15,6 +15,7 @@ import yaml
 from ray.tune.search import Searcher
 
 from orchestrator.optuna_bridge import OptunaSearcher, StudyBridge
+from orchestrator.plan import PlanKey
 from orchestrator.result_keys import COMPLETE_KEY, SEED_KEY
 from orchestrator.space import load_space
 from orchestrator.sweepdir import SweepDir
@@ -238,3 +239,25 @@ def test_every_optuna_pruner_prunes_a_clearly_worse_trial(tmp_path, pruner, expe
     else:
         assert stopped_at is not None and stopped_at < steps - 1
         assert bridge.complete("worse", result(100.0, stopped_at), error=False) == "PRUNED"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "config", "seed"),
+    [
+        ("g0003s42", "g", "g0003", 42),
+        ("o0007s1", "o", "o0007", 1),
+        ("c0a1b2c3d4e5fs4", "c", "c0a1b2c3d4e5f", 4),
+        ("g0012", "g", "g0012", None),
+    ],
+)
+def test_plan_keys_are_built_and_read_in_one_place(text, kind, config, seed):
+    key = PlanKey.parse(text)
+    assert (key.kind, key.config, key.seed, str(key)) == (kind, config, seed, text)
+    assert str(PlanKey.grid(3, 42)) == "g0003s42" and str(PlanKey.sampled(7).with_seed(1)) == "o0007s1"
+    assert str(PlanKey.confirm("0a1b2c3d4e5f", 4)) == "c0a1b2c3d4e5fs4"
+
+
+@pytest.mark.parametrize("text", ["x0001s1", "g0001s", "g", "G0001s1", "g00z1s1"])
+def test_a_malformed_plan_key_is_refused(text):
+    with pytest.raises(ValueError, match="is not a plan key"):
+        PlanKey.parse(text)
