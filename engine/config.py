@@ -14,7 +14,6 @@ runs and the quick built-in-dataset run.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import hashlib
 import json
@@ -28,6 +27,7 @@ from typing import Any
 import yaml
 
 from engine.errors import ConfigError
+from engine.registry import close_matches
 from engine.yamlio import load_yaml_text, read_yaml_file
 
 __all__ = [
@@ -397,7 +397,7 @@ def _set_dotted(nested: dict[str, Any], key: str, value: Any, source: str, check
 
 
 def _unknown_key(key: str, source: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    close = close_matches(key, valid, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; valid keys: {', '.join(valid)}"
     return f"{source}: unknown config key {key!r}{hint}"
 

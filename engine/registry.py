@@ -58,8 +58,14 @@ class Registry(Generic[T]):
         return len(self._entries)
 
 
+def close_matches(word: object, valid: list[str], n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """The project's one did-you-mean: up to ``n`` of ``valid`` closest to ``word`` (difflib's ratio ≥
+    ``cutoff``), best first. Used by every "unknown key/name/value" message."""
+    return difflib.get_close_matches(str(word), valid, n=n, cutoff=cutoff)
+
+
 def unknown_name_message(kind: str, name: object, valid: list[str]) -> str:
     """The one wording used for every "unknown name" error: the name, the closest match, all choices."""
-    close = difflib.get_close_matches(str(name), valid, n=1)
+    close = close_matches(name, valid)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown {kind} {name!r}{hint}; valid {kind} names: {', '.join(valid)}"

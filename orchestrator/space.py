@@ -59,6 +59,7 @@ import yaml
 
 from engine.config import RunConfig, all_keys, flatten, parse_assignments, unflatten
 from engine.errors import ConfigError
+from engine.registry import close_matches
 from engine.yamlio import read_yaml_file
 
 __all__ = [
@@ -941,9 +942,7 @@ def _strip_source(message: str) -> str:
 
 
 def _unknown(key: str, valid: list[str], what: str) -> str:
-    import difflib  # noqa: PLC0415
-
-    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    close = close_matches(key, valid, n=3, cutoff=0.6)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return f"unknown {what} {key!r}{hint}; allowed: {', '.join(valid)}"
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -24,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import atomic_write_text
 from engine.config import flatten
 from engine.errors import ConfigError
 from orchestrator.space import SweepSpace
@@ -224,6 +224,4 @@ def spikesweep_version() -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)

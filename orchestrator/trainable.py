@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import atomic_path
 from engine.config import RunConfig
 from engine.errors import TrainingError
 from orchestrator.plan import PlannedTrial
@@ -294,6 +295,5 @@ def _export_file(source: Path, target: Path) -> None:
     if not source.is_file():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)

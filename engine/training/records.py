@@ -8,13 +8,14 @@ or a NaN does not change a column's type.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from engine.atomic import atomic_path
 
 __all__ = [
     "ACTIVITY_KEYS",
@@ -93,9 +94,8 @@ def write_table_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` through a temporary file and a rename, so that a reader (a resumed
     run, a report on a running sweep) sees the old file or the new one, never half of one. The
     temporary name carries the process id, so two writers never share it."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.atomic import atomic_write_text
 from engine.config import NON_SEMANTIC_KEYS, RunConfig
 from engine.errors import ConfigError, TrainingError
 from engine.training.callbacks import Callback
@@ -334,9 +334,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _bar_wanted(config: RunConfig) -> bool:
