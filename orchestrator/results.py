@@ -228,6 +228,8 @@ _TRIAL_HEAD: list[pa.Field] = [
     pa.field("best_test_top1", pa.float64()),
     pa.field("best_epoch", pa.int64()),
     pa.field("last_test_top1", pa.float64()),
+    pa.field("best_epoch_energy_uj", pa.float64()),
+    pa.field("best_epoch_firing_rate", pa.float64()),
     pa.field("objective", pa.float64()),
     pa.field("wall_time_s", pa.float64()),
     pa.field("stage", pa.string(), nullable=False),
@@ -311,6 +313,9 @@ def trial_rows(
                     "best_test_top1": _opt(last, "best_test_top1"),
                     "best_epoch": None if last is None else int(last["best_epoch"]),
                     "last_test_top1": _opt(last, "test_top1"),
+                    # the cost of the model one keeps (the best epoch's): for accuracy–energy fronts
+                    "best_epoch_energy_uj": _opt(_best(record, last), "energy_uj"),
+                    "best_epoch_firing_rate": _opt(_best(record, last), "test_firing_rate"),
                     "objective": _opt(last, space.metric),
                     "wall_time_s": record.wall_time_s if record else None,
                     "stage": planned.stage,
@@ -369,6 +374,13 @@ def write_tables(
 
 def _write(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
     write_table_atomic(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def _best(record: RunRecord | None, last: dict[str, float] | None) -> dict[str, float] | None:
+    """The epoch record of the run's best epoch (as the last record names it)."""
+    if record is None or last is None:
+        return None
+    return record.epochs.get(int(last["best_epoch"]))
 
 
 def _opt(record: dict[str, float] | None, key: str) -> float | None:

@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, help="output directory (default: SWEEP/report, or ./report-EXPERIMENT)"
     )
+    parser.add_argument(
+        "--pareto",
+        metavar="M1:max,M2:min",
+        help="also the trade-off front of two or more per-trial metrics, e.g. "
+        "best_test_top1:max,best_epoch_energy_uj:min (pareto.md/.parquet/.png, and in report.md)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument(
         "--no-mlflow", action="store_true", help="do not write aggregate runs and report artifacts to MLflow"
@@ -109,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
     from engine.config import parse_assignments
     from orchestrator.report.paper import build_ablation, build_data_ratio, detect_kind
 
+    objectives = None
+    if args.pareto:
+        from orchestrator.report.pareto import parse_objectives
+
+        objectives = parse_objectives(args.pareto)  # a malformed request fails before anything is read
     sweep = load_source(args.sweep, args.experiment, args.mlflow_uri)
     space_report = _space_report(sweep.space)
     kind = detect_kind(sweep.space, args.kind)
@@ -131,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
         paper = build_data_ratio(report, wanted)
     elif kind == "ablation":
         paper = build_ablation(report)
+    pareto = None
+    if objectives is not None:
+        from orchestrator.report.pareto import build_pareto
+
+        pareto = build_pareto(report, objectives)  # before anything is written
 
     study = None
     if sweep.sweep_dir is not None and not args.no_plots:
@@ -143,7 +159,15 @@ def run(args: argparse.Namespace) -> int:
     written = write_report(
         report, out_dir, plots=not args.no_plots, study=study, paper=paper, landscapes=landscapes
     )
+    if pareto is not None:
+        pareto_files = pareto.write(out_dir, plots=not args.no_plots)
+        report_md = out_dir / "report.md"
+        report_md.write_text(report_md.read_text() + "\n" + pareto_files["md"].read_text())
+        written.files.extend(p for name, p in pareto_files.items() if name != "md")
     _print_report(report)
+    if pareto is not None:
+        print("\nPareto front (✓), seed means and CIs:\n")
+        print(pareto.table().to_text())
     if paper is not None:
         title = "data-ratio study" if kind == "data_ratio" else "ablation (paper layout)"
         print(f"\n{title}:\n")

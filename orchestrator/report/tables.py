@@ -30,6 +30,8 @@ METRIC_TITLES = {
     "best_test_top1": "best-epoch test top-1",
     "last_test_top1": "last-epoch test top-1",
     "test_top1": "test top-1",
+    "best_epoch_energy_uj": "energy per inference at the best epoch (µJ)",
+    "best_epoch_firing_rate": "firing rate at the best epoch",
     "best_epoch": "best epoch",
     "epochs_run": "epochs run",
     "wall_time_s": "wall time (s)",
