@@ -31,7 +31,7 @@ import pyarrow as pa
 from ray.tune import Callback
 
 from engine.config import RunConfig
-from engine.training.records import INT_KEYS, alpha_keys, metric_keys, write_table_atomic
+from engine.training.records import INT_KEYS, REQUIRED_KEYS, alpha_keys, metric_keys, write_table_atomic
 from orchestrator.optuna_bridge import StudyBridge, TrialStatus
 from orchestrator.plan import PlannedTrial, config_for
 from orchestrator.result_keys import HOSTNAME_KEY, SEED_DONE_KEY, SEED_INDEX_KEY, SEED_KEY, WALL_TIME_KEY
@@ -259,7 +259,7 @@ def epochs_schema(max_T: int) -> pa.Schema:
     alphas = set(alpha_keys(max_T))
     for key in metric_keys(max_T):
         if key in INT_KEYS:
-            metrics.append(pa.field(key, pa.int64(), nullable=False))
+            metrics.append(pa.field(key, pa.int64(), nullable=key not in REQUIRED_KEYS))
         else:
             # alpha_t exists only for t < the run's T, and is NaN for event-only models: nullable.
             metrics.append(pa.field(key, pa.float64(), nullable=key in alphas))
@@ -347,9 +347,13 @@ def epoch_rows(recorder: SweepRecorder, max_T: int) -> list[dict[str, Any]]:
             for key in keys:
                 value = metrics.get(key)
                 if key in INT_KEYS:
-                    row[key] = int(value) if value is not None else epoch
-                elif value is None or (key.startswith("alpha_") and math.isnan(value)):
+                    # a journal line from an older version may lack a later key: null, never a made-up number
+                    fallback = epoch if key in REQUIRED_KEYS else None
+                    row[key] = int(value) if value is not None else fallback
+                elif key.startswith("alpha_") and (value is None or math.isnan(value)):
                     row[key] = None
+                elif value is None:
+                    row[key] = math.nan  # a key added after this journal line was written
                 else:
                     row[key] = float(value)
             rows.append(row)

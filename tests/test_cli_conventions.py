@@ -83,3 +83,21 @@ def test_progress_summary_counts_runs_and_estimates_the_rest():
     bridge = SimpleNamespace(space=space, sweep_dir=SimpleNamespace(name="smoke-2"))
     # 21 epochs left (8 for the run not started, 5 for the running one) × 10 s, one run at a time
     assert progress_summary(bridge, recorder, 125.0) == "1 of 4 runs done, 2m05s elapsed, ETA 3m30s"
+
+
+def test_a_journal_from_before_the_activity_keys_still_makes_epochs_parquet(tmp_path):
+    """Resuming a sweep after an upgrade replays journal lines without the later keys: the table is
+    written with those cells missing (null / NaN), never with invented numbers."""
+    import math  # noqa: PLC0415
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    import pyarrow as pa  # noqa: PLC0415
+
+    from orchestrator.results import RunRecord, epoch_rows, epochs_schema  # noqa: PLC0415
+
+    old = {"epoch": 0, "best_epoch": 0, "test_top1": 40.0, "alpha_0": 0.5}
+    record = RunRecord("g0000s0", 0, 0, "t", "grid", "h", epochs={0: old})
+    rows = epoch_rows(SimpleNamespace(runs={"g0000s0:0": record}), max_T=1)
+    table = pa.Table.from_pylist(rows, schema=epochs_schema(1))
+    row = table.to_pylist()[0]
+    assert row["test_top1"] == 40.0 and row["test_samples"] is None and math.isnan(row["energy_uj"])

@@ -162,3 +162,19 @@ def test_epoch_streams_are_reproducible_and_distinct():
     assert torch.equal(torch.rand(5, generator=a.replacement), torch.rand(5, generator=b.replacement))
     seeds = {derive_seed(s, e, k) for s in (0, 1) for e in (0, 1) for k in ("replacement", "augmentation")}
     assert len(seeds) == 8  # seed 1 / epoch 0 is not seed 0 / epoch 1, and streams differ
+
+
+def test_records_written_before_a_key_existed_still_write(tmp_path):
+    """A run resumed after an upgrade holds records without the later keys (activity, test set size):
+    they are stored as missing (NaN, or null for an integer), never invented; epoch and best epoch stay
+    required."""
+    rows = [_row(2, 0), _row(2, 1)]
+    for key in ("test_samples", "energy_uj", "test_acs"):
+        del rows[0][key]
+    write_records(tmp_path / "e.parquet", rows, T=2)
+    back = read_records(tmp_path / "e.parquet")
+    assert back[0]["test_samples"] is None and math.isnan(back[0]["energy_uj"])
+    assert back[1]["test_samples"] == 100 and back[1]["energy_uj"] == rows[1]["energy_uj"]
+    del rows[1]["best_epoch"]
+    with pytest.raises(KeyError, match="best_epoch"):
+        write_records(tmp_path / "f.parquet", rows, T=2)

@@ -8,6 +8,7 @@ or a NaN does not change a column's type.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from engine.atomic import atomic_path
 __all__ = [
     "ACTIVITY_KEYS",
     "INT_KEYS",
+    "REQUIRED_KEYS",
     "TIMING_KEYS",
     "alpha_keys",
     "epoch_schema",
@@ -30,6 +32,9 @@ __all__ = [
 
 # Integer-valued keys (stored as int64); every other key is float64.
 INT_KEYS: frozenset[str] = frozenset({"epoch", "best_epoch", "test_samples"})
+# Keys every record has had from the start; any other key may be missing from a record written by an
+# older version (a run or sweep resumed after an upgrade): it is stored as null (int) or NaN (float).
+REQUIRED_KEYS: frozenset[str] = frozenset({"epoch", "best_epoch"})
 # Keys that measure the machine, not the run: they differ between two otherwise identical runs.
 TIMING_KEYS: frozenset[str] = frozenset({"epoch_time_s", "samples_per_s", "peak_mem_mb"})
 
@@ -76,7 +81,9 @@ def metric_keys(T: int) -> list[str]:
 def epoch_schema(T: int) -> pa.Schema:
     return pa.schema(
         [
-            pa.field(key, pa.int64() if key in INT_KEYS else pa.float64(), nullable=False)
+            pa.field(
+                key, pa.int64() if key in INT_KEYS else pa.float64(), nullable=key in INT_KEYS - REQUIRED_KEYS
+            )
             for key in metric_keys(T)
         ]
     )
@@ -86,7 +93,7 @@ def write_records(path: str | Path, rows: Sequence[dict[str, Any]], T: int) -> N
     """Write ``rows`` to ``path`` atomically (temporary file, then rename): readers never see half a file."""
     path = Path(path)
     schema = epoch_schema(T)
-    columns = {key: [_cast(row[key], key) for row in rows] for key in schema.names}
+    columns = {key: [_cast(row.get(key), key) for row in rows] for key in schema.names}
     write_table_atomic(pa.table(columns, schema=schema), path)
 
 
@@ -103,7 +110,11 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
-def _cast(value: Any, key: str) -> int | float:
+def _cast(value: Any, key: str) -> int | float | None:
+    if value is None:
+        if key in REQUIRED_KEYS:
+            raise KeyError(f"an epoch record without {key!r}")
+        return None if key in INT_KEYS else math.nan  # a record from before the key existed
     if key in INT_KEYS:
         return int(value)
     return float(value)
