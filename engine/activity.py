@@ -165,6 +165,7 @@ class ActivityMeter:
         self._neurons: dict[str, list[Any]] = {}  # name → [device count of nonzero outputs, elements]
         self._synapses: dict[str, list[Any]] = {}  # name → [device AC count, host MAC count, calls]
         self._fanout: dict[tuple[int, int, int], Tensor] = {}
+        self._pulled_back: dict[tuple, Tensor] = {}
 
     # -- hooks -------------------------------------------------------------------------------------
     def __enter__(self) -> ActivityMeter:
@@ -241,15 +242,20 @@ class ActivityMeter:
         poolings between the neuron and the layer (pooling folds into the layer's weights)."""
         if spikes.dim() == 0:
             return spikes * float(module.out_features)
-        if isinstance(module, nn.Linear):
-            H, W = _pooled_size(pools, spikes.shape)
-            fanout = torch.full((H, W), float(module.out_features), dtype=torch.float64, device=x.device)
-        else:
-            assert isinstance(module, nn.Conv2d)
-            fanout = self._fanout_map(module, *x.shape[-2:], x.device)
-        for pool, H, W in reversed(pools):
-            fanout = _pool_adjoint(pool, fanout, H, W)
-        return (spikes.to(torch.float64) * fanout).sum()
+        key = (id(module), tuple(x.shape[-2:]), tuple((id(pool), H, W) for pool, H, W in pools))
+        fanout = self._pulled_back.get(key)
+        if fanout is None:  # once per layer, input size and poolings: off the per-batch path
+            if isinstance(module, nn.Linear):
+                H, W = _pooled_size(pools, spikes.shape)
+                fanout = torch.full((H, W), float(module.out_features), dtype=torch.float64, device=x.device)
+            else:
+                assert isinstance(module, nn.Conv2d)
+                fanout = self._fanout_map(module, *x.shape[-2:], x.device)
+            for pool, H, W in reversed(pools):
+                fanout = _pool_adjoint(pool, fanout, H, W)
+            self._pulled_back[key] = fanout
+        # float64: the products reach 10^8 and more per batch, beyond float32's exact whole numbers
+        return torch.dot(spikes.flatten().to(torch.float64), fanout.flatten())
 
     def _fanout_map(self, conv: nn.Conv2d, H: int, W: int, device: torch.device) -> Tensor:
         """``[H, W]`` int64: how many (output channel, output position) pairs read each input position."""
@@ -325,12 +331,33 @@ def _pool_adjoint(pool: nn.Module, fanout: Tensor, H: int, W: int) -> Tensor:
 
 
 def _nonzero_per_position(x: Tensor, binary: bool) -> Tensor:
-    """How many entries are nonzero at each of the last two positions (``[H, W]``, float32; a vector
-    or a scalar for lower-dimensional tensors). ``binary``: the entries are 0 or 1, so a sum counts
-    them; otherwise ``sign`` marks the nonzeros of a non-negative tensor, ``|sign|`` of any other."""
+    """How many entries are nonzero at each of the last two positions (``[H, W]``, float32; a scalar
+    for lower-dimensional tensors). ``binary``: the entries are 0 or 1, so a sum counts them; otherwise
+    ``sign`` marks the nonzeros of a non-negative tensor, ``|sign|`` of any other. Float32 sums of
+    whole counts are exact below 2**24 per position.
+
+    Why the layout matters: a reduction over ``(T, B, C)`` of a channels-last frame stack (C innermost
+    in memory) is about 10× slower on the CPU than reading the memory in order. So the dims are taken in
+    their memory order: everything outside the first spatial dim is summed as one contiguous block of
+    rows, then whatever non-spatial dim lies inside (C of channels-last) — the same numbers.
+    """
     marks = x if binary else torch.sign(x).abs()
-    dims = tuple(range(x.dim() - 2)) if x.dim() >= 4 else tuple(range(x.dim()))
-    return marks.sum(dim=dims, dtype=torch.float32)
+    if x.dim() < 4:
+        return marks.sum(dtype=torch.float32)
+    spatial = (x.dim() - 2, x.dim() - 1)
+    order = sorted(range(x.dim()), key=lambda d: (-marks.stride(d), d))  # outermost first
+    physical = marks.permute(order)
+    if not physical.is_contiguous():
+        return marks.sum(dim=tuple(range(x.dim() - 2)), dtype=torch.float32)
+    first = next(i for i, d in enumerate(order) if d in spatial)
+    rows = math.prod(physical.shape[:first])
+    inner = physical.reshape(rows, -1).sum(0, dtype=torch.float32).view(physical.shape[first:])
+    remaining = order[first:]
+    between = [i for i, d in enumerate(remaining) if d not in spatial]
+    if between:
+        inner = inner.sum(dim=between)
+    kept = [d for d in remaining if d in spatial]
+    return inner if kept == list(spatial) else inner.transpose(0, 1)
 
 
 def _out_size(conv: nn.Conv2d, H: int, W: int) -> tuple[int, int]:

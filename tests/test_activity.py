@@ -216,3 +216,24 @@ def test_the_ann_twin_has_the_snn_topology_and_does_macs_only(name):
 def test_relu_is_a_valid_neuron_in_a_run_config():
     config = RunConfig().with_overrides({"model.neuron": "relu"}).validate()
     assert config.model.neuron == "relu"
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_per_position_counts_follow_the_memory_layout_exactly(binary):
+    """The layout-aware reduction counts the same as the plain one for every frame layout the models
+    use: batch-major and time-major, NCHW and channels-last, one step or many."""
+    from engine.activity import _nonzero_per_position  # noqa: PLC0415
+    from engine.models.layers import time_major_channels_last  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    x = (torch.rand(3, 4, 5, 6, 7) < 0.3).float() * (1.0 if binary else torch.rand(3, 4, 5, 6, 7))
+    layouts = {
+        "time-major": x,
+        "batch-major view": x.transpose(0, 1).contiguous().transpose(0, 1),
+        "channels-last time-major": time_major_channels_last(x),
+        "one step, channels-last": x[0].contiguous(memory_format=torch.channels_last),
+        "one step, transposed H W": x[0].transpose(-1, -2).contiguous().transpose(-1, -2),
+    }
+    for name, y in layouts.items():
+        expected = torch.count_nonzero(y, dim=tuple(range(y.dim() - 2))).float()
+        assert torch.equal(_nonzero_per_position(y, binary), expected), name
