@@ -164,8 +164,7 @@ class ActivityMeter:
         self._spike_tensors: dict[int, tuple[weakref.ref, Tensor, tuple]] = {}
         self._neurons: dict[str, list[Any]] = {}  # name → [device count of nonzero outputs, elements]
         self._synapses: dict[str, list[Any]] = {}  # name → [device AC count, host MAC count, calls]
-        self._fanout: dict[tuple[int, int, int], Tensor] = {}
-        self._pulled_back: dict[tuple, Tensor] = {}
+        self._pulled_back: dict[tuple, Tensor] = {}  # (layer, input size, poolings) → fan-out map
 
     # -- hooks -------------------------------------------------------------------------------------
     def __enter__(self) -> ActivityMeter:
@@ -233,7 +232,7 @@ class ActivityMeter:
                 acs = self._accumulates(module, x, spikes[1], spikes[2])
                 entry[0] = acs if entry[0] is None else entry[0] + acs
             else:
-                entry[1] += _dense_macs(module, x, out)
+                entry[1] += _dense_macs(module, out)
 
         return hook
 
@@ -250,25 +249,12 @@ class ActivityMeter:
                 fanout = torch.full((H, W), float(module.out_features), dtype=torch.float64, device=x.device)
             else:
                 assert isinstance(module, nn.Conv2d)
-                fanout = self._fanout_map(module, *x.shape[-2:], x.device)
+                fanout = _conv_fanout(module, *x.shape[-2:], x.device)
             for pool, H, W in reversed(pools):
                 fanout = _pool_adjoint(pool, fanout, H, W)
             self._pulled_back[key] = fanout
         # float64: the products reach 10^8 and more per batch, beyond float32's exact whole numbers
         return torch.dot(spikes.flatten().to(torch.float64), fanout.flatten())
-
-    def _fanout_map(self, conv: nn.Conv2d, H: int, W: int, device: torch.device) -> Tensor:
-        """``[H, W]`` int64: how many (output channel, output position) pairs read each input position."""
-        key = (id(conv), H, W)
-        if key not in self._fanout:
-            kh, kw = conv.kernel_size
-            ones_out = torch.ones(1, 1, *_out_size(conv, H, W), dtype=torch.float64, device=device)
-            ones_kernel = torch.ones(1, 1, kh, kw, dtype=torch.float64, device=device)
-            coverage = torch.nn.grad.conv2d_input(
-                (1, 1, H, W), ones_kernel, ones_out, conv.stride, conv.padding, conv.dilation
-            )[0, 0]
-            self._fanout[key] = coverage.round() * (conv.out_channels // conv.groups)  # float64, exact
-        return self._fanout[key]
 
     # -- result ------------------------------------------------------------------------------------
     def result(self, samples: int) -> Activity:
@@ -367,7 +353,19 @@ def _out_size(conv: nn.Conv2d, H: int, W: int) -> tuple[int, int]:
     return size[0], size[1]
 
 
-def _dense_macs(module: nn.Module, x: Tensor, out: Tensor) -> int:
+def _conv_fanout(conv: nn.Conv2d, H: int, W: int, device: torch.device) -> Tensor:
+    """``[H, W]`` float64 (whole numbers, exact): how many (output channel, output position) pairs read
+    each input position — the adjoint of the convolution applied to ones."""
+    kh, kw = conv.kernel_size
+    ones_out = torch.ones(1, 1, *_out_size(conv, H, W), dtype=torch.float64, device=device)
+    ones_kernel = torch.ones(1, 1, kh, kw, dtype=torch.float64, device=device)
+    coverage = torch.nn.grad.conv2d_input(
+        (1, 1, H, W), ones_kernel, ones_out, conv.stride, conv.padding, conv.dilation
+    )[0, 0]
+    return coverage.round() * (conv.out_channels // conv.groups)
+
+
+def _dense_macs(module: nn.Module, out: Tensor) -> int:
     if isinstance(module, nn.Linear):
         frames = out.numel() // module.out_features
         return frames * module.in_features * module.out_features
