@@ -360,9 +360,9 @@ def _conclude(
     bridge = StudyBridge(space, sweep_dir)  # a fresh read of the study: the state on disk is the truth
     complete = bridge.is_complete()
     statuses: dict[str, int] = {}
-    for entry in bridge.latest_entries():
-        status = TrialStatus.shown(bridge.status_of(entry.number), started=True, stopped=not complete)
-        statuses[status] = statuses.get(status, 0) + 1
+    for status, n in bridge.status_counts().items():
+        shown = TrialStatus.shown(status, started=True, stopped=not complete)
+        statuses[shown] = statuses.get(shown, 0) + n
     best = bridge.ranking()
     print(format_best(space, best), file=stream)
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items()))

@@ -238,10 +238,7 @@ class MlflowSweepLogger(LoggerCallback):
         from orchestrator.report.mlflow_aggregates import log_parent_summary, parent_summary  # noqa: PLC0415
         from orchestrator.report.stats import describe  # noqa: PLC0415
 
-        counts: dict[str, int] = {}
-        for entry in self.bridge.latest_entries():
-            status = self.bridge.status_of(entry.number)
-            counts[status] = counts.get(status, 0) + 1
+        counts = self.bridge.status_counts()
         ranking = self.bridge.ranking()
         best = None
         if ranking:

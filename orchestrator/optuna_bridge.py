@@ -272,8 +272,8 @@ class StudyBridge:
         """Ask the sampler for a new configuration; its first search seed becomes this trial."""
         trial = self.study.ask(distributions(self.space))
         params = dict(trial.params)
-        key, stage = PlanKey.sampled(config_index), search_stage(self.space)
-        planned = search_trials_for_config(self.space, self.space.base_config(), key, params, stage)
+        config, stage = PlanKey.sampled(config_index), search_stage(self.space)
+        planned = search_trials_for_config(self.space, self.space.base_config(), config, params, stage)
         first, rest = planned[0], planned[1:]
         for key, value in {
             **first.to_config(),
@@ -325,14 +325,14 @@ class StudyBridge:
             return []
         base = self.space.base_config()
         missing = []
-        by_config: dict[str, _Entry] = {}
+        by_config: dict[PlanKey, _Entry] = {}
         for entry in self.latest_entries():
             key = PlanKey.parse(entry.planned.plan_key)
             if key.kind == PlanKey.SAMPLED:
-                by_config.setdefault(key.config, entry)
+                by_config.setdefault(key.with_seed(None), entry)
         for config, entry in by_config.items():
             for planned in search_trials_for_config(
-                self.space, base, PlanKey.parse(config), entry.planned.params, entry.planned.stage
+                self.space, base, config, entry.planned.params, entry.planned.stage
             ):
                 if planned.plan_key not in self._latest:
                     missing.append(planned)
@@ -523,6 +523,15 @@ class StudyBridge:
 
     def status_of(self, number: int) -> str:
         return TrialStatus.from_optuna(self._index()[number].state)
+
+    def status_counts(self) -> dict[str, int]:
+        """How many plan keys' newest attempts are in each status (what the closing line and the MLflow
+        parent's summary count)."""
+        counts: dict[str, int] = {}
+        for entry in self.latest_entries():
+            status = self.status_of(entry.number)
+            counts[status] = counts.get(status, 0) + 1
+        return counts
 
     # ----------------------------------------------------------------------------------------------
     # persistence of the Tune ↔ Optuna map (snapshotted with Tune's experiment state)

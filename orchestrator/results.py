@@ -293,6 +293,7 @@ def trial_rows(
         for seed in seeds:
             record = records.get(seed)
             last = record.last() if record else None
+            best = _best(record, last)
             run_status = record.run_status(status) if record is not None else status
             key = run_key(planned.plan_key, seed)
             if key not in configs:
@@ -314,8 +315,8 @@ def trial_rows(
                     "best_epoch": None if last is None else int(last["best_epoch"]),
                     "last_test_top1": _opt(last, "test_top1"),
                     # the cost of the model one keeps (the best epoch's): for accuracy–energy fronts
-                    "best_epoch_energy_uj": _opt(_best(record, last), "energy_uj"),
-                    "best_epoch_firing_rate": _opt(_best(record, last), "test_firing_rate"),
+                    "best_epoch_energy_uj": _opt(best, "energy_uj"),
+                    "best_epoch_firing_rate": _opt(best, "test_firing_rate"),
                     "objective": _opt(last, space.metric),
                     "wall_time_s": record.wall_time_s if record else None,
                     "stage": planned.stage,

@@ -41,10 +41,10 @@ STATUSES = ("COMPLETE", "PRUNED", "FAILED", "RUNNING", "PENDING")
 ACTIVE_STATUSES = frozenset({"RUNNING", "PENDING"})
 TRIAL_METRICS = ("best_test_top1", "last_test_top1", "best_epoch", "epochs_run", "wall_time_s")
 """Per-trial numbers every source provides; ``--metric`` chooses among the numeric trial columns."""
-CURVE_KEYS = ("test_top1", "test_samples", "train_loss", "sliding_p", "lr")
-"""Per-epoch keys the plots draw (``alpha_<t>`` columns are added when present)."""
 TEST_SAMPLES = "test_samples"
 """The per-epoch record of how many test recordings an accuracy was computed on."""
+CURVE_KEYS = ("test_top1", TEST_SAMPLES, "train_loss", "sliding_p", "lr")
+"""Per-epoch keys the plots draw (``alpha_<t>`` columns are added when present)."""
 
 
 class ReportInputError(SpikesweepError):
