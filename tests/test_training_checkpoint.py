@@ -45,7 +45,7 @@ def _save(target, config, model, epoch, records):
 
 def test_metric_keys_follow_the_contract():
     keys = metric_keys(3)
-    assert keys[:25] == [
+    assert keys[:26] == [
         "epoch",
         "train_loss",
         "train_loss_static",
@@ -64,6 +64,7 @@ def test_metric_keys_follow_the_contract():
         "energy_uj",
         "best_test_top1",
         "best_epoch",
+        "best_epoch_energy_uj",
         "sliding_p",
         "mixup_ratio",
         "mixup_p",
@@ -72,7 +73,7 @@ def test_metric_keys_follow_the_contract():
         "train_loss_mixup_ratio",
         "lr",
     ]
-    assert keys[25:] == ["alpha_0", "alpha_1", "alpha_2", "epoch_time_s", "samples_per_s", "peak_mem_mb"]
+    assert keys[26:] == ["alpha_0", "alpha_1", "alpha_2", "epoch_time_s", "samples_per_s", "peak_mem_mb"]
 
 
 def test_records_roundtrip_with_explicit_types(tmp_path):

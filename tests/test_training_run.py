@@ -112,6 +112,9 @@ def test_reference_run_writes_the_contract_layout(reference, tiny):
     best = max(rows, key=lambda r: (r["test_top1"], -r["epoch"]))
     assert (result.best_test_top1, result.best_epoch) == (best["test_top1"], best["epoch"])
     assert rows[-1]["best_test_top1"] == result.best_test_top1
+    # the energy of the model best_test_top1 describes, epoch by epoch (an accuracy–energy objective pair)
+    by_epoch = {r["epoch"]: r for r in rows}
+    assert [r["best_epoch_energy_uj"] for r in rows] == [by_epoch[r["best_epoch"]]["energy_uj"] for r in rows]
     assert result.last_test_top1 == rows[-1]["test_top1"] and result.epochs_run == 4
     saved = json.loads((run_dir / "result.json").read_text())
     assert saved["status"] == "completed" and saved["best_test_top1"] == result.best_test_top1

@@ -20,6 +20,7 @@ from engine.atomic import atomic_path
 
 __all__ = [
     "ACTIVITY_KEYS",
+    "BEST_EPOCH_ENERGY",
     "INT_KEYS",
     "REQUIRED_KEYS",
     "TIMING_KEYS",
@@ -41,6 +42,10 @@ TIMING_KEYS: frozenset[str] = frozenset({"epoch_time_s", "samples_per_s", "peak_
 ACTIVITY_KEYS = ("test_firing_rate", "test_spikes", "test_acs", "test_macs", "energy_uj")
 """Per-inference activity of the event test evaluation (``engine.activity``): spikes per neuron per
 step, spikes, accumulates and multiply-accumulates per sample, and the energy estimate in µJ."""
+BEST_EPOCH_ENERGY = "best_epoch_energy_uj"
+"""``energy_uj`` of the best epoch so far (the one ``best_test_top1`` is from): the cost of the model one
+keeps, so an accuracy–energy objective pair describes one model, not the best accuracy beside the last
+epoch's energy."""
 
 _HEAD = (
     "epoch",
@@ -57,6 +62,7 @@ _HEAD = (
     *ACTIVITY_KEYS,
     "best_test_top1",
     "best_epoch",
+    BEST_EPOCH_ENERGY,
     "sliding_p",
     "mixup_ratio",
     "mixup_p",

@@ -51,7 +51,7 @@ from engine.training.checkpoint import (
 from engine.training.evaluation import evaluate
 from engine.training.loading import build_model
 from engine.training.optim import create_optimizer, lr_at_epoch, set_lr
-from engine.training.records import ACTIVITY_KEYS, alpha_keys, metric_keys, write_records
+from engine.training.records import ACTIVITY_KEYS, BEST_EPOCH_ENERGY, alpha_keys, metric_keys, write_records
 from engine.training.rng import capture_rng_state, epoch_generators, restore_rng_state, seed_everything
 from engine.training.runtime import PeakMemory, configure_determinism, resolve_device
 from engine.validation import check_config
@@ -219,6 +219,7 @@ class _Run:
             **{key: test[key] for key in ACTIVITY_KEYS},
             "best_test_top1": self.state.best_test_top1,
             "best_epoch": self.state.best_epoch,
+            BEST_EPOCH_ENERGY: test["energy_uj"] if improved else self._best_epoch_energy(),
             "lr": lr,
             **_alphas(model, config.T),
             "epoch_time_s": time.perf_counter() - epoch_start,
@@ -242,6 +243,13 @@ class _Run:
         write_records(self.run_dir / RECORDS_FILE, self.records, config.T)
         _log_epoch(config, self.records[-1])
         return self.records[-1]
+
+    def _best_epoch_energy(self) -> float:
+        """``energy_uj`` of the best epoch's record (NaN if a record from an older version lacks it)."""
+        for record in reversed(self.records):
+            if record["epoch"] == self.state.best_epoch:
+                return float(record.get("energy_uj", math.nan))
+        return math.nan
 
     def _last_good(self) -> str:
         if self.state.epoch < 0:
