@@ -36,7 +36,7 @@ from engine.errors import ConfigError
 from orchestrator.plan import ConfigScore, build_plan
 from orchestrator.preflight import check_cluster_fits, check_datasets, local_resources, max_concurrent_trials
 from orchestrator.space import SweepSpace, load_space
-from orchestrator.summary import format_best, format_plan
+from orchestrator.summary import format_best, format_front, format_plan
 from orchestrator.sweepdir import SweepDir, SweepMeta
 from orchestrator.trust import check_state_trusted
 
@@ -364,7 +364,10 @@ def _conclude(
         shown = TrialStatus.shown(status, started=True, stopped=not complete)
         statuses[shown] = statuses.get(shown, 0) + n
     best = bridge.ranking()
-    print(format_best(space, best), file=stream)
+    if space.multi_objective:
+        print(format_front(space, bridge.front()), file=stream)
+    else:
+        print(format_best(space, best), file=stream)
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items()))
     if complete:
         print(f"[sweep] {space.name} complete: {summary}. Results: {sweep_dir.trials_parquet}", file=stream)

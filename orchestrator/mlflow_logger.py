@@ -50,6 +50,10 @@ RUN_KEY_TAG = "spikesweep.run_key"
 LAST_EPOCH_TAG = "spikesweep.last_epoch"
 STATUS_TAG = "spikesweep.status"
 RUN_STATUS_TAG = "spikesweep.run_status"
+OBJECTIVES_TAG = "spikesweep.objectives"
+"""Every objective of the sweep, ``metric:mode`` comma-separated (the first is ``spikesweep.metric``)."""
+PARETO_FRONT_TAG = "spikesweep.pareto_front"
+"""A multi-objective sweep's front (seed means over every completed run), one configuration per ``;``."""
 _BATCH_METRICS = 1000  # MLflow's per-request limits
 _BATCH_PARAMS = 100
 
@@ -246,6 +250,11 @@ class MlflowSweepLogger(LoggerCallback):
             label = " ".join(f"{k}={v}" for k, v in top.params.items()) or "(base)"
             best = (label, top.config_hash, describe(top.values))
         metrics, tags = parent_summary(self.bridge.space.metric, counts, best)
+        if self.bridge.space.multi_objective:
+            front = self.bridge.front()
+            metrics["pareto_front_size"] = float(len(front))
+            labels = "; ".join(" ".join(f"{k}={v}" for k, v in s.params.items()) or "(base)" for s in front)
+            tags[PARETO_FRONT_TAG] = labels[:5000]
         log_parent_summary(self.client, self.parent_id, metrics, tags)
 
     # ----------------------------------------------------------------------------------------------
@@ -310,6 +319,7 @@ class MlflowSweepLogger(LoggerCallback):
             "spikesweep.pruner": space.pruner.name,
             "spikesweep.metric": space.metric,
             "spikesweep.metric_mode": space.metric_mode,
+            OBJECTIVES_TAG: ",".join(str(o) for o in space.objectives),
             "spikesweep.varied": ",".join(space.varied_keys()),
             "spikesweep.seeds": ",".join(str(s) for s in space.seeds),
             "git_commit": self.meta.git_commit,

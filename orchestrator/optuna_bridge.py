@@ -43,6 +43,7 @@ from orchestrator.plan import (
     PlannedTrial,
     build_plan,
     confirm_trials,
+    front_configs,
     rank_configs,
     search_stage,
     search_trials_for_config,
@@ -124,12 +125,18 @@ class _Entry:
     trial_id: int
     planned: PlannedTrial
     state: TrialState
-    value: float | None = None
+    values: tuple[float, ...] | None = None
+    """Every objective's final value (COMPLETE trials), in the space's order."""
     attempt: int = 1
     seed_values: dict[int, float] = field(default_factory=dict)
     """Seed-aware trials: step (seed index) → that seed's final metric."""
     reported: set[int] = field(default_factory=set)
     """Steps already reported (a resumed trial replays the epochs after its last checkpoint)."""
+
+    @property
+    def value(self) -> float | None:
+        """The first objective's final value."""
+        return None if self.values is None else self.values[0]
 
 
 class StudyBridge:
@@ -173,7 +180,7 @@ class StudyBridge:
             study = optuna.create_study(
                 storage=storage,
                 study_name=self.sweep_dir.name,  # the sweep name (--name may differ from the file's)
-                direction="maximize" if self.space.metric_mode == "max" else "minimize",
+                directions=["maximize" if o.mode == "max" else "minimize" for o in self.space.objectives],
                 pruner=self._pruner(),
                 load_if_exists=True,
             )
@@ -183,6 +190,7 @@ class StudyBridge:
             study.sampler = self._sampler(offset=len(study.get_trials(deepcopy=False)))
             self._study = study
             self._study.set_user_attr("metric", self.space.metric)
+            self._study.set_user_attr("objectives", [str(o) for o in self.space.objectives])
             self._study.set_user_attr("space_hash", self.space.space_hash())
         return self._study
 
@@ -197,6 +205,11 @@ class StudyBridge:
             return optuna.samplers.TPESampler(
                 seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True
             )
+        if search.mode == "optuna" and search.sampler == "nsga2":
+            population = search.population_size
+            if population is None:
+                population = max(2, min(50, int(search.samples or 1) // 3))
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
         return optuna.samplers.RandomSampler(seed=seed)
 
     def _pruner(self) -> optuna.pruners.BasePruner:
@@ -216,7 +229,7 @@ class StudyBridge:
                     trial_id=frozen._trial_id,
                     planned=PlannedTrial.from_config(attrs),
                     state=frozen.state,
-                    value=frozen.value,
+                    values=None if frozen.values is None else tuple(frozen.values),
                     attempt=int(attrs.get("attempt", 1)),
                 )
                 entry.reported = {int(step) for step in frozen.intermediate_values}
@@ -387,9 +400,15 @@ class StudyBridge:
         if any(e.state == TrialState.RUNNING for e in search):
             return None
         finished = [e for e in search if e.state == TrialState.COMPLETE]
-        ranking = rank_configs(
-            ((e.planned.config_hash, e.planned.params, e.value) for e in finished), self.space.metric_mode
-        )
+        if self.space.multi_objective:
+            ranking = front_configs(
+                ((e.planned.config_hash, e.planned.params, e.values) for e in finished),
+                [o.mode for o in self.space.objectives],
+            )
+        else:
+            ranking = rank_configs(
+                ((e.planned.config_hash, e.planned.params, e.value) for e in finished), self.space.metric_mode
+            )
         return confirm_trials(self.space, ranking)
 
     def ranking(self) -> list[Any]:
@@ -403,6 +422,15 @@ class StudyBridge:
         else:
             values = ((e.planned.config_hash, e.planned.params, e.value) for e in finished)
         return rank_configs(values, self.space.metric_mode, all_seeds=len(self.space.seeds))
+
+    def front(self) -> list[Any]:
+        """Several objectives: the configurations on the Pareto front of their mean objective values over
+        every completed run (all stages), best first by the first objective (what the report marks)."""
+        finished = [e for e in self.latest_entries() if e.state == TrialState.COMPLETE]
+        return front_configs(
+            ((e.planned.config_hash, e.planned.params, e.values) for e in finished),
+            [o.mode for o in self.space.objectives],
+        )
 
     def is_complete(self) -> bool:
         """Every planned trial exists and has finished (computed from the study, so valid after a restart)."""
@@ -461,6 +489,11 @@ class StudyBridge:
             return False  # NaN / inf never reaches Optuna; the trial is told FAIL when it ends
         if step in entry.reported:
             return False  # replayed after a resume: already in the study, already judged
+        if self.space.multi_objective:
+            # Optuna keeps no intermediate values for a multi-objective trial (and nothing could prune
+            # on them: the space refuses pruners with several objectives); the final values are told.
+            entry.reported.add(step)
+            return False
         trial = self._trial(entry)
         if self.space.pruner.seed_aware:
             entry.seed_values[step] = value
@@ -489,28 +522,36 @@ class StudyBridge:
             state, reason = TrialState.FAIL, "stopped before it reported a result"
         else:
             state = TrialState.PRUNED  # stopped early: by our pruner, or by ASHA
-        value = self._final_value(entry, result) if state == TrialState.COMPLETE else None
-        if state == TrialState.COMPLETE and value is None:
-            state, reason = TrialState.FAIL, f"non-finite {self.space.metric}"
-        self._tell(entry, state, value, reason)
+        values = None
+        if state == TrialState.COMPLETE:
+            finals = self._final_values(entry, result)
+            bad = [o.metric for o, v in zip(self.space.objectives, finals, strict=True) if v is None]
+            if bad:
+                state, reason = TrialState.FAIL, f"non-finite {', '.join(bad)}"
+            else:
+                values = tuple(v for v in finals if v is not None)
+        self._tell(entry, state, values, reason)
         return TrialStatus.from_optuna(state)
 
-    def _final_value(self, entry: _Entry, result: dict[str, Any]) -> float | None:
-        if self.space.pruner.seed_aware:
+    def _final_values(self, entry: _Entry, result: dict[str, Any]) -> tuple[float | None, ...]:
+        """Every objective's value at the trial's end; None for one that is missing or not finite."""
+        if self.space.pruner.seed_aware:  # one objective (the space refuses pruners with several)
             values = [v for _, v in sorted(entry.seed_values.items())]
-            return sum(values) / len(values) if len(values) == len(entry.planned.seeds) else None
-        return _finite(result.get(self.space.metric))
+            return (sum(values) / len(values) if len(values) == len(entry.planned.seeds) else None,)
+        return tuple(_finite(result.get(o.metric)) for o in self.space.objectives)
 
-    def _tell(self, entry: _Entry, state: TrialState, value: float | None, reason: str = "") -> None:
+    def _tell(
+        self, entry: _Entry, state: TrialState, values: tuple[float, ...] | None, reason: str = ""
+    ) -> None:
         if reason:
             self._trial(entry).set_user_attr("fail_reason", reason)
         if state == TrialState.COMPLETE:
-            self.study.tell(entry.number, value, skip_if_finished=True)
+            self.study.tell(entry.number, list(values or ()), skip_if_finished=True)
         else:
             self.study.tell(entry.number, state=state, skip_if_finished=True)
         entry.state = state
-        entry.value = value
-        log.debug("told Optuna trial %d: %s %s", entry.number, state.name, value)
+        entry.values = values
+        log.debug("told Optuna trial %d: %s %s", entry.number, state.name, values)
 
     def fail_leftovers(self, reason: str) -> int:
         """Tell FAIL to every trial still RUNNING (only called when the whole sweep has ended)."""

@@ -201,7 +201,7 @@ def build_plan(space: SweepSpace) -> SweepPlan:
         plan.sampled_configs = int(space.search.samples or 0)
         configs = plan.sampled_configs
     if space.confirm:
-        plan.confirm_configs = min(space.confirm.top_k, configs)
+        plan.confirm_configs = min(space.confirm.top_k or configs, configs)
         plan.confirm_seeds = tuple(s for s in space.seeds if s not in space.search.seeds)
     return plan
 
@@ -246,8 +246,37 @@ def rank_configs(
     )
 
 
+def front_configs(
+    finished: Iterable[tuple[str, dict[str, Any], Sequence[float] | None]], modes: Sequence[str]
+) -> list[ConfigScore]:
+    """Group ``(config_hash, params, objective values)`` of completed trials and keep the configurations
+    on the Pareto front of their mean objective vectors (``orchestrator.front``), best first by the first
+    objective (ties by config hash, so the confirmation plan is the same every time it is recomputed).
+    Each score's ``values`` are its first objective's per-seed values, as in :func:`rank_configs`."""
+    from orchestrator.front import pareto_mask  # noqa: PLC0415 — numpy only where a front is taken
+
+    groups: dict[str, tuple[dict[str, Any], list[tuple[float, ...]]]] = {}
+    for config_hash, params, values in finished:
+        if values is None or not all(math.isfinite(v) for v in values):
+            continue
+        groups.setdefault(config_hash, (params, []))[1].append(tuple(float(v) for v in values))
+    if not groups:
+        return []
+    hashes = sorted(groups)
+    means = [[statistics.fmean(column) for column in zip(*groups[h][1], strict=True)] for h in hashes]
+    on_front = pareto_mask(means, modes)
+    front = [
+        ConfigScore(h, groups[h][0], tuple(v[0] for v in groups[h][1]))
+        for h, on in zip(hashes, on_front, strict=True)
+        if on
+    ]
+    sign = -1.0 if modes[0] == "max" else 1.0
+    return sorted(front, key=lambda s: (sign * s.mean, s.config_hash))
+
+
 def confirm_trials(space: SweepSpace, ranking: Sequence[ConfigScore]) -> list[PlannedTrial]:
-    """The confirmation stage: the top-k configurations on every seed the search stage did not use."""
+    """The confirmation stage: the top-k configurations (with several objectives: those of the search
+    stage's Pareto front, at most ``top_k`` of them) on every seed the search stage did not use."""
     if not space.confirm:
         return []
     base = space.base_config()

@@ -31,7 +31,14 @@ import pyarrow as pa
 from ray.tune import Callback
 
 from engine.config import RunConfig
-from engine.training.records import INT_KEYS, REQUIRED_KEYS, alpha_keys, metric_keys, write_table_atomic
+from engine.training.records import (
+    BEST_EPOCH_ENERGY,
+    INT_KEYS,
+    REQUIRED_KEYS,
+    alpha_keys,
+    metric_keys,
+    write_table_atomic,
+)
 from orchestrator.optuna_bridge import StudyBridge, TrialStatus
 from orchestrator.plan import PlannedTrial, config_for
 from orchestrator.result_keys import HOSTNAME_KEY, SEED_DONE_KEY, SEED_INDEX_KEY, SEED_KEY, WALL_TIME_KEY
@@ -228,9 +235,10 @@ _TRIAL_HEAD: list[pa.Field] = [
     pa.field("best_test_top1", pa.float64()),
     pa.field("best_epoch", pa.int64()),
     pa.field("last_test_top1", pa.float64()),
-    pa.field("best_epoch_energy_uj", pa.float64()),
+    pa.field(BEST_EPOCH_ENERGY, pa.float64()),
     pa.field("best_epoch_firing_rate", pa.float64()),
     pa.field("objective", pa.float64()),
+    pa.field("objective_values", pa.list_(pa.float64()), nullable=False),
     pa.field("wall_time_s", pa.float64()),
     pa.field("stage", pa.string(), nullable=False),
     pa.field("arm", pa.string()),
@@ -315,9 +323,11 @@ def trial_rows(
                     "best_epoch": None if last is None else int(last["best_epoch"]),
                     "last_test_top1": _opt(last, "test_top1"),
                     # the cost of the model one keeps (the best epoch's): for accuracy–energy fronts
-                    "best_epoch_energy_uj": _opt(best, "energy_uj"),
+                    BEST_EPOCH_ENERGY: _opt(best, "energy_uj"),
                     "best_epoch_firing_rate": _opt(best, "test_firing_rate"),
                     "objective": _opt(last, space.metric),
+                    # every objective, in the space's order (a Pareto sweep's may not be columns above)
+                    "objective_values": [_opt(last, o.metric) for o in space.objectives],
                     "wall_time_s": record.wall_time_s if record else None,
                     "stage": planned.stage,
                     "arm": planned.params.get(ARM_KEY),

@@ -32,7 +32,8 @@ A space file, top to bottom (every key but ``name`` is optional)::
     confirm: {top_k: 3}              # re-run the best k configurations on every seed (stage "confirm")
     pruner: {name: median, n_startup_trials: 4}        # none | median | successive_halving |
                                                        # hyperband | wilcoxon | asha
-    objective: {metric: best_test_top1, mode: max}
+    objective: {metric: best_test_top1, mode: max}   # or a list: several objectives, a Pareto search
+                                                     # (e.g. + {metric: best_epoch_energy_uj, mode: min})
     resources: {cpu: 1, gpu: 0.25}   # per trial; a GPU fraction must divide 1
     max_concurrent_trials: 4         # default: what the cluster fits
     max_failures: 2                  # retries of a crashed trial, from its last checkpoint
@@ -66,6 +67,7 @@ __all__ = [
     "ARM_KEY",
     "MAX_GRID_POINTS",
     "MAX_SEEDS",
+    "Objective",
     "DATA_RATIO_KEY",
     "REPORT_KINDS",
     "PARAM_TYPES",
@@ -86,7 +88,7 @@ __all__ = [
 ]
 
 SEARCH_MODES = ("grid", "random", "optuna")
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("tpe", "nsga2", "random")
 PARAM_TYPES = ("choice", "uniform", "loguniform", "int")
 OBJECTIVE_MODES = ("max", "min")
 REPORT_KINDS = ("standard", "data_ratio", "ablation")
@@ -231,13 +233,30 @@ class SearchSpec:
     sampler_seed: int = 0
     n_startup_trials: int | None = None
     """TPE's random start-up trials (default: a third of ``samples``, at least 2, at most 10)."""
+    population_size: int | None = None
+    """NSGA-II's generation size (default: a third of ``samples``, at least 2, at most 50)."""
     seeds: tuple[int, ...] = ()
     """Seeds every configuration runs on in the search stage."""
 
 
 @dataclass(frozen=True)
 class ConfirmSpec:
-    top_k: int
+    top_k: int | None
+    """How many configurations the confirmation stage re-runs on every seed. With one objective: the
+    best ``top_k`` by mean. With several: the search stage's Pareto front, all of it when ``None``, else
+    its ``top_k`` best by the first objective."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective of the sweep: a per-epoch metric of the trainer, read at a trial's last epoch."""
+
+    metric: str
+    mode: str
+    """``max`` or ``min``."""
+
+    def __str__(self) -> str:
+        return f"{self.metric}:{self.mode}"
 
 
 @dataclass(frozen=True)
@@ -298,6 +317,7 @@ class SweepSpace:
     confirm: ConfirmSpec | None
     pruner: PrunerSpec
     metric: str
+    """The first objective's metric: what rankings, pruners and one-line summaries use."""
     metric_mode: str
     resources: Resources
     max_concurrent_trials: int | None
@@ -308,6 +328,17 @@ class SweepSpace:
     """The parsed YAML, for hashing and for the copy kept in the sweep directory."""
     cli_overrides: tuple[str, ...] = ()
     """``sweep --set`` values already merged into ``base`` (and into ``raw``)."""
+    objectives: tuple[Objective, ...] = ()
+    """Every objective, the first being ``metric``/``metric_mode`` (filled in from them when empty)."""
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            object.__setattr__(self, "objectives", (Objective(self.metric, self.metric_mode),))
+
+    @property
+    def multi_objective(self) -> bool:
+        """Several objectives: the Optuna study has several directions and the result is a Pareto front."""
+        return len(self.objectives) > 1
 
     def text(self) -> str:
         """What the sweep directory keeps as ``space.yaml``: the file as written, or — with ``--set`` —
@@ -459,10 +490,18 @@ class _Parser:
         seeds = self._seeds(raw.get("seeds", [42]))
         parameters = self._parameters(raw.get("parameters") or {}, mode=self._mode(raw))
         arms = self._arms(raw.get("arms"))
+        objective = raw.get("objective")
+        objectives = self._objectives({} if objective is None else objective)
         pruner = self._pruner(raw.get("pruner"))
-        confirm = self._confirm(raw.get("confirm"), pruner)
+        if len(objectives) > 1 and pruner.name != "none":
+            raise self.fail(
+                "pruner",
+                f"{pruner.name!r} cannot judge several objectives (Optuna's pruners compare one "
+                "intermediate value per step, Ray's ASHA one metric); allowed with a list of "
+                "objectives: none",
+            )
+        confirm = self._confirm(raw.get("confirm"), pruner, multi=len(objectives) > 1)
         search = self._search(raw.get("search") or {}, seeds, confirm, pruner, parameters, arms)
-        metric, metric_mode = self._objective(raw.get("objective") or {})
         resources = self._resources(raw.get("resources") or {})
         max_concurrent = raw.get("max_concurrent_trials")
         if max_concurrent is not None and not _is_int(max_concurrent, minimum=1):
@@ -492,14 +531,15 @@ class _Parser:
             seeds=seeds,
             confirm=confirm,
             pruner=pruner,
-            metric=metric,
-            metric_mode=metric_mode,
+            metric=objectives[0].metric,
+            metric_mode=objectives[0].mode,
             resources=resources,
             max_concurrent_trials=max_concurrent,
             max_failures=max_failures,
             mlflow=mlflow,
             progress_interval_s=float(interval),
             raw=_normalised(raw, name, seeds),
+            objectives=objectives,
         )
         self._check_run_configs(space)
         return space
@@ -705,15 +745,16 @@ class _Parser:
                 names = ", ".join(a.name for a in arms)
                 raise self.fail(f"report.baseline.{key}", f"unknown arm {wanted!r}; arms: {names}")
 
-    def _confirm(self, value: Any, pruner: PrunerSpec) -> ConfirmSpec | None:
+    def _confirm(self, value: Any, pruner: PrunerSpec, multi: bool = False) -> ConfirmSpec | None:
         if value is None:
             return None
         if not isinstance(value, dict):
             raise self.fail("confirm", f"{value!r} must be a mapping like {{top_k: 3}}")
         self._check_keys(value, ("top_k",), "confirm")
         top_k = value.get("top_k")
-        if not _is_int(top_k, minimum=1):
-            raise self.fail("confirm.top_k", f"{top_k!r} must be an integer ≥ 1")
+        if not (_is_int(top_k, minimum=1) or (multi and top_k is None)):
+            need = " (or absent: the whole Pareto front)" if multi else ""
+            raise self.fail("confirm.top_k", f"{top_k!r} must be an integer ≥ 1{need}")
         if pruner.seed_aware:
             raise self.fail(
                 "confirm",
@@ -732,7 +773,9 @@ class _Parser:
         arms: tuple[Arm, ...],
     ) -> SearchSpec:
         self._check_keys(
-            value, ("mode", "samples", "sampler", "sampler_seed", "n_startup_trials", "seeds"), "search"
+            value,
+            ("mode", "samples", "sampler", "sampler_seed", "n_startup_trials", "population_size", "seeds"),
+            "search",
         )
         mode = value.get("mode", "grid")
         samples = value.get("samples")
@@ -756,6 +799,17 @@ class _Parser:
         startup = value.get("n_startup_trials")
         if startup is not None and not _is_int(startup, minimum=0):
             raise self.fail("search.n_startup_trials", f"{startup!r} must be an integer ≥ 0")
+        if startup is not None and sampler != "tpe":
+            raise self.fail(
+                "search.n_startup_trials", f"only the tpe sampler takes it (sampler is {sampler})"
+            )
+        population = value.get("population_size")
+        if population is not None and not _is_int(population, minimum=2):
+            raise self.fail("search.population_size", f"{population!r} must be an integer ≥ 2")
+        if population is not None and sampler != "nsga2":
+            raise self.fail(
+                "search.population_size", f"only the nsga2 sampler takes it (sampler is {sampler})"
+            )
         search_seeds = self._search_seeds(value.get("seeds"), seeds, confirm, pruner)
         if not parameters and not arms and mode != "grid":
             raise self.fail("parameters", f"{mode} mode needs at least one parameter (or arm) to search over")
@@ -765,6 +819,7 @@ class _Parser:
             sampler=sampler if mode == "optuna" else "random",
             sampler_seed=sampler_seed,
             n_startup_trials=startup,
+            population_size=population,
             seeds=search_seeds,
         )
 
@@ -785,22 +840,37 @@ class _Parser:
             )
         return seeds[:value]
 
-    def _objective(self, value: Any) -> tuple[str, str]:
+    def _objectives(self, value: Any) -> tuple[Objective, ...]:
+        """``objective``: one mapping, or a list of them for a multi-objective (Pareto) sweep."""
+        if isinstance(value, list):
+            if not value:
+                raise self.fail("objective", "an empty list; give one objective or several")
+            objectives = tuple(self._objective(item, f"objective[{i}]") for i, item in enumerate(value))
+            metrics = [o.metric for o in objectives]
+            repeated = sorted({m for m in metrics if metrics.count(m) > 1})
+            if repeated:
+                raise self.fail("objective", f"{', '.join(repeated)} listed twice; each metric once")
+            return objectives
+        return (self._objective(value, "objective"),)
+
+    def _objective(self, value: Any, where: str) -> Objective:
         if not isinstance(value, dict):
             raise self.fail(
-                "objective", f"{value!r} must be a mapping like {{metric: best_test_top1, mode: max}}"
+                where,
+                f"{value!r} must be a mapping like {{metric: best_test_top1, mode: max}}"
+                + ("" if "[" in where else ", or a list of them"),
             )
-        self._check_keys(value, ("metric", "mode"), "objective")
+        self._check_keys(value, ("metric", "mode"), where)
         from engine.training.records import metric_keys  # noqa: PLC0415 — light module, no torch
 
         metric = value.get("metric", "best_test_top1")
         allowed = [k for k in metric_keys(1) if not k.startswith("alpha_")]
         if metric not in allowed:
-            raise self.fail("objective.metric", _unknown(str(metric), allowed, "metric"))
+            raise self.fail(f"{where}.metric", _unknown(str(metric), allowed, "metric"))
         mode = value.get("mode", "min" if metric.endswith("loss") else "max")
         if mode not in OBJECTIVE_MODES:
-            raise self.fail("objective.mode", f"{mode!r}; allowed: {', '.join(OBJECTIVE_MODES)}")
-        return metric, mode
+            raise self.fail(f"{where}.mode", f"{mode!r}; allowed: {', '.join(OBJECTIVE_MODES)}")
+        return Objective(metric, mode)
 
     def _resources(self, value: Any) -> Resources:
         if not isinstance(value, dict):

@@ -9,7 +9,7 @@ from orchestrator.preflight import describe_datasets, local_resources, max_concu
 from orchestrator.space import SweepSpace
 from orchestrator.sweepdir import SweepDir
 
-__all__ = ["format_best", "format_plan"]
+__all__ = ["format_best", "format_front", "format_plan"]
 
 
 def format_best(space: SweepSpace, ranking: list[ConfigScore], top: int = 5) -> str:
@@ -21,6 +21,20 @@ def format_best(space: SweepSpace, ranking: list[ConfigScore], top: int = 5) -> 
         params = " ".join(f"{k}={_short(v)}" for k, v in score.params.items())
         n = len(score.values)
         lines.append(f"  {rank}. {score.mean:.4g}{spread}  (n={n}, config {score.config_hash})  {params}")
+    return "\n".join(lines)
+
+
+def format_front(space: SweepSpace, front: list[ConfigScore]) -> str:
+    """A multi-objective sweep's closing lines: its Pareto front, first objective first."""
+    names = " vs ".join(str(o) for o in space.objectives)
+    if not front:
+        return f"[sweep] no configuration has completed yet ({names})"
+    lines = [f"[sweep] Pareto front of the seed means ({names}): {len(front)} configuration(s)"]
+    for score in front:
+        params = " ".join(f"{k}={_short(v)}" for k, v in score.params.items())
+        n, config = len(score.values), score.config_hash
+        lines.append(f"  {space.metric} {score.mean:.4g}  (n={n}, config {config})  {params}")
+    lines.append("  (every objective with its CI: spikesweep report)")
     return "\n".join(lines)
 
 
@@ -59,11 +73,19 @@ def format_plan(plan: SweepPlan, sweep_dir: SweepDir, address: str | None = None
         )
     if space.confirm:
         seeds = list(plan.confirm_seeds)
-        lines.append(f"confirm: the top {plan.confirm_configs} configuration(s) re-run on seeds {seeds}")
+        if space.multi_objective:
+            cap = "" if space.confirm.top_k is None else f", at most {space.confirm.top_k}"
+            lines.append(f"confirm: the search stage's Pareto front{cap} re-run on seeds {seeds}")
+        else:
+            lines.append(f"confirm: the top {plan.confirm_configs} configuration(s) re-run on seeds {seeds}")
     pruner = space.pruner
     options = ", ".join(f"{k}={v}" for k, v in pruner.options.items())
     lines.append(f"pruner: {pruner.name}" + (f" ({options})" if options else ""))
-    lines.append(f"objective: {space.metric} ({space.metric_mode})")
+    if space.multi_objective:
+        objectives = ", ".join(f"{o.metric} ({o.mode})" for o in space.objectives)
+        lines.append(f"objectives: {objectives} — a Pareto search, no pruning")
+    else:
+        lines.append(f"objective: {space.metric} ({space.metric_mode})")
     runs = plan.max_engine_runs()
     lines.append(f"trials: at most {plan.max_trials()} ({runs} engine run(s) of {base.epochs} epochs)")
     local = local_resources()

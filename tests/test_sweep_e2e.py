@@ -320,3 +320,75 @@ def test_wilcoxon_stops_a_worse_configuration_before_all_its_seeds(ray_cluster, 
     _, children = mlflow_runs(outcome, "wilcoxon")
     assert len(children) == 5  # one MLflow run per engine run (trial × seed)
     assert {c.data.tags["spikesweep.run_status"] for c in children} == {"COMPLETE"}
+
+
+def test_pareto_sweep_confirms_the_front_and_reports_it(ray_cluster, tmp_path) -> None:
+    """Test loss against energy per inference: T = 1 costs less than T = 2; lr 3.0 does worse at both.
+    (These tiny runs stay near chance accuracy, so the loss is the objective that tells them apart; it
+    is not a column of trials.parquet, which exercises the objective_values path.)"""
+    outcome, space = sweep(
+        tmp_path,
+        "pareto",
+        search={"mode": "grid"},  # the samplers' multi-objective proposals: tests/test_multi_objective.py
+        parameters={"T": [1, 2], "optim.lr": [GOOD, WORSE]},
+        seeds=[0, 1],
+        confirm={},  # the whole front of the search stage
+        objective=[
+            {"metric": "test_loss", "mode": "min"},
+            {"metric": "best_epoch_energy_uj", "mode": "min"},
+        ],
+    )
+    assert outcome.complete
+    study = study_of(outcome, "pareto")
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    assert all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in study.trials)
+
+    rows = table(outcome, "trials.parquet")
+    epochs = table(outcome, "epochs.parquet")
+    for row in rows:  # every objective is in the trial table, in the space's order, as Optuna was told
+        last = max((e for e in epochs if e["trial_id"] == row["trial_id"]), key=lambda e: e["epoch"])
+        assert row["objective_values"] == [last["test_loss"], row["best_epoch_energy_uj"]]
+        assert study.trials[row["optuna_trial"]].values == row["objective_values"]
+    # the per-epoch record's best-epoch energy is the energy of the epoch best_test_top1 comes from
+    by_run: dict[str, dict[int, dict]] = {}
+    for e in epochs:
+        by_run.setdefault(e["trial_id"], {})[e["epoch"]] = e
+    for run in by_run.values():
+        assert all(e["best_epoch_energy_uj"] == run[e["best_epoch"]]["energy_uj"] for e in run.values())
+
+    def front_of(selected: list[dict]) -> set[str]:
+        values: dict[str, list[list[float]]] = {}
+        for r in selected:
+            values.setdefault(r["config_hash"], []).append(r["objective_values"])
+        means = {h: tuple(np.mean(v, axis=0)) for h, v in values.items()}
+        return {
+            h
+            for h, (loss, energy) in means.items()
+            if not any(a <= loss and e <= energy and (a, e) != (loss, energy) for a, e in means.values())
+        }
+
+    search = [r for r in rows if r["stage"] == "search"]
+    confirm = [r for r in rows if r["stage"] == "confirm"]
+    assert len(search) == 4 and {r["seed"] for r in search} == {0} and {r["seed"] for r in confirm} == {1}
+    assert len(front_of(search)) >= 2  # a real trade-off, not one configuration beating all
+    assert {r["config_hash"] for r in confirm} == front_of(search)  # the front, and only it, confirmed
+    assert len(confirm) == len(front_of(search)) and {r["status"] for r in confirm} == {"COMPLETE"}
+
+    # the report draws the space's objectives without being asked, and its front is the trials' front
+    from orchestrator.cli import main as cli_main
+
+    assert cli_main(["report", str(outcome.sweep_dir), "--no-mlflow"]) == 0
+    report_dir = outcome.sweep_dir / "report"
+    pareto = pq.read_table(report_dir / "pareto.parquet").to_pylist()
+    assert {p["config_hash"] for p in pareto if p["on_front"]} == front_of(rows)
+    assert (report_dir / "pareto.png").is_file()
+    assert "## Pareto front" in (report_dir / "report.md").read_text()
+    assert "<h2>Pareto front</h2>" in (report_dir / "report.html").read_text()
+
+    # MLflow: every objective on every run; the parent names them and the front
+    parents, children = mlflow_runs(outcome, "pareto")
+    assert len(children) == len(rows)
+    assert all({"test_loss", "best_epoch_energy_uj"} <= set(c.data.metrics) for c in children)
+    tags = parents[0].data.tags
+    assert tags["spikesweep.objectives"] == "test_loss:min,best_epoch_energy_uj:min"
+    assert parents[0].data.metrics["pareto_front_size"] == len(front_of(rows))

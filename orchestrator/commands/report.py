@@ -121,6 +121,12 @@ def run(args: argparse.Namespace) -> int:
 
         objectives = parse_objectives(args.pareto)  # a malformed request fails before anything is read
     sweep = load_source(args.sweep, args.experiment, args.mlflow_uri)
+    if objectives is None:
+        from orchestrator.report.load import space_objectives
+
+        declared = space_objectives(sweep.space)
+        if len(declared) > 1:
+            objectives = declared  # a Pareto sweep: its front is part of every report
     space_report = _space_report(sweep.space)
     kind = detect_kind(sweep.space, args.kind)
     baseline = args.baseline or _space_baseline(sweep.space)
@@ -157,13 +163,14 @@ def run(args: argparse.Namespace) -> int:
         sorted(sweep.sweep_dir.glob("runs/*/seed_*/landscape-*d/landscape_*.png")) if sweep.sweep_dir else []
     )
     written = write_report(
-        report, out_dir, plots=not args.no_plots, study=study, paper=paper, landscapes=landscapes
+        report,
+        out_dir,
+        plots=not args.no_plots,
+        study=study,
+        paper=paper,
+        landscapes=landscapes,
+        pareto=pareto,
     )
-    if pareto is not None:
-        pareto_files = pareto.write(out_dir, plots=not args.no_plots)
-        report_md = out_dir / "report.md"
-        report_md.write_text(report_md.read_text() + "\n" + pareto_files["md"].read_text())
-        written.files.extend(p for name, p in pareto_files.items() if name != "md")
     _print_report(report)
     if pareto is not None:
         print("\nPareto front (✓), seed means and CIs:\n")

@@ -153,6 +153,8 @@ def render_html(
     paper=None,
     paper_plots: dict[str, Path] | None = None,
     landscapes: list[Path] = (),
+    pareto=None,
+    pareto_png: Path | None = None,
 ) -> str:
     """The whole self-contained document (see the module docstring)."""
     sweep = report.sweep
@@ -178,6 +180,16 @@ def render_html(
         for name, path in (paper_plots or {}).items():
             out.append(_image(path, name))
         out += [f"<p class='note'>note: {html.escape(n)}</p>" for n in getattr(paper, "notes", [])]
+
+    if pareto is not None:
+        names = " vs ".join(f"{html.escape(metric_title(m))} ({mode})" for m, mode in pareto.objectives)
+        out.append(
+            f"<h2>Pareto front</h2><p>{names}: seed means of each configuration, with {ci} t "
+            "intervals; ✓ marks the configurations no other one beats in every objective.</p>"
+        )
+        out.append(table_html(pareto.table()))
+        if pareto_png is not None:
+            out.append(_image(pareto_png, "Pareto front"))
 
     out.append(f"<h2>Configurations, ranked by {html.escape(metric_title(report.metric))}</h2>")
     out.append(f"<p>Mean ± half-width of the {ci} Student-t interval over completed seeds.</p>")

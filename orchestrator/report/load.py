@@ -34,6 +34,7 @@ __all__ = [
     "SweepData",
     "Trial",
     "load_sweep_dir",
+    "space_objectives",
 ]
 
 CONFIG_PREFIX = "config."
@@ -182,11 +183,16 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     if missing:
         raise ReportInputError(f"{trials_file}: missing columns {missing}; it has {table.column_names}")
 
+    space = _read_space(layout.space_path)
+    objective_metrics = [metric for metric, _ in space_objectives(space)]
     varied: list[str] = []
     trials = []
     for row in rows:
         config = {k[len(CONFIG_PREFIX) :]: v for k, v in row.items() if k.startswith(CONFIG_PREFIX)}
         metrics = {k: _float(v) for k, v in row.items() if k in TRIAL_METRICS or _extra_metric(k, v)}
+        # a Pareto sweep's objectives that are not columns of their own (e.g. a last-epoch energy_uj)
+        for metric, value in zip(objective_metrics, row.get("objective_values") or [], strict=False):
+            metrics.setdefault(metric, _float(value))
         trials.append(
             Trial(
                 trial_id=str(row["trial_id"]),
@@ -207,7 +213,6 @@ def load_sweep_dir(path: str | Path) -> SweepData:
     if layout.epochs_parquet.is_file():
         curves = _curves_from_table(pq.read_table(layout.epochs_parquet))
 
-    space = _read_space(layout.space_path)
     tracking_uri, experiment = _mlflow_location(layout, space)
     return SweepData(
         sweep_id=_read_sweep_id(layout.meta_path),
@@ -223,6 +228,20 @@ def load_sweep_dir(path: str | Path) -> SweepData:
         experiment=experiment,
         space=space,
     )
+
+
+def space_objectives(space: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """``(metric, mode)`` of each objective of the space a sweep ran (validated when it ran): one
+    mapping or, for a Pareto sweep, a list of them. Empty when the space file is not at hand."""
+    if not space or "objective" not in space:
+        return []
+    listed = space["objective"]
+    listed = listed if isinstance(listed, list) else [listed]
+    out = []
+    for item in listed:
+        metric = str((item or {}).get("metric", "best_test_top1"))
+        out.append((metric, str((item or {}).get("mode", "min" if metric.endswith("loss") else "max"))))
+    return out
 
 
 def _curves_from_table(table) -> Curves:

@@ -10,30 +10,19 @@ ordering can be trusted — they are drawn and tabulated beside the front, never
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from orchestrator.front import pareto_mask
 from orchestrator.report.aggregate import SweepReport
 from orchestrator.report.load import ReportInputError
 from orchestrator.report.stats import Estimate, describe
 from orchestrator.report.tables import Table, axis_label, format_number, metric_title
 
 __all__ = ["ParetoStudy", "build_pareto", "pareto_mask", "parse_objectives"]
-
-
-def pareto_mask(points: np.ndarray, modes: Sequence[str]) -> np.ndarray:
-    """``points [n, k]``: True for each row no other row dominates (≥ as good in every objective under
-    its mode, ``max`` or ``min``, and strictly better in one). Equal rows do not dominate each other."""
-    signs = np.array([1.0 if m == "max" else -1.0 for m in modes])
-    scores = np.asarray(points, dtype=np.float64) * signs  # larger is better everywhere
-    at_least = (scores[:, None, :] >= scores[None, :, :]).all(axis=2)  # [i, j]: i ≥ j everywhere
-    better = (scores[:, None, :] > scores[None, :, :]).any(axis=2)
-    dominated = (at_least & better).any(axis=0)
-    return ~dominated
 
 
 def parse_objectives(text: str) -> list[tuple[str, str]]:

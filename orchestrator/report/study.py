@@ -70,8 +70,8 @@ def _values(study):
 
     complete, pruned = [], []
     for trial in study.get_trials(deepcopy=False):
-        if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
-            complete.append((trial.number, trial.value))
+        if trial.state == optuna.trial.TrialState.COMPLETE and trial.values:
+            complete.append((trial.number, trial.values[0]))
         elif trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
             last_step = max(trial.intermediate_values)
             pruned.append((trial.number, trial.intermediate_values[last_step]))
@@ -84,7 +84,8 @@ def plot_history(study, path: Path) -> Path | None:
     complete, pruned = _values(study)
     if not complete:
         return None
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    # a multi-objective study: its first objective (the Pareto front is the report's own figure)
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     fig = Figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
     numbers, values = np.array(complete).T
@@ -95,7 +96,7 @@ def plot_history(study, path: Path) -> Path | None:
     running = np.maximum.accumulate(values) if maximize else np.minimum.accumulate(values)
     ax.step(numbers, running, where="post", color="C3", label="best so far")
     ax.set_xlabel("trial number")
-    ax.set_ylabel("objective")
+    ax.set_ylabel("objective" if len(study.directions) == 1 else "first objective")
     ax.set_title(
         f"Optuna optimisation history ({study.study_name}, {'maximize' if maximize else 'minimize'})"
     )
@@ -114,7 +115,8 @@ def plot_importances(study, path: Path) -> tuple[Path | None, str]:
     if len(complete) < 2:
         return None, f"parameter importances need at least 2 complete trials, the study has {len(complete)}"
     try:
-        importances = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+        first = None if len(study.directions) == 1 else (lambda t: t.values[0])  # of the first objective
+        importances = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0), target=first)
     except (RuntimeError, ValueError) as exc:
         return None, f"Optuna could not compute importances ({exc})"
     importances = {k: v for k, v in importances.items() if math.isfinite(v)}

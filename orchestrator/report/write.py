@@ -35,7 +35,14 @@ class WrittenReport:
 
 
 def write_report(
-    report: SweepReport, out_dir: Path, *, plots: bool = True, study=None, paper=None, landscapes=()
+    report: SweepReport,
+    out_dir: Path,
+    *,
+    plots: bool = True,
+    study=None,
+    paper=None,
+    landscapes=(),
+    pareto=None,
 ) -> WrittenReport:
     """Write ``summary.parquet``, ``comparisons.parquet``, the PNGs, ``ablation.tex`` and ``report.md``.
 
@@ -43,7 +50,9 @@ def write_report(
     ``paper`` a :class:`~orchestrator.report.paper.DataRatioStudy` or
     :class:`~orchestrator.report.paper.AblationStudy`, whose files are written too and whose section
     leads ``report.md``. ``landscapes`` are loss-landscape PNGs of the sweep's runs
-    (``spikesweep landscape``), shown in their own section.
+    (``spikesweep landscape``), shown in their own section. ``pareto`` a
+    :class:`~orchestrator.report.pareto.ParetoStudy` (a multi-objective sweep, or ``--pareto``): its
+    files, and its section in ``report.md`` and ``report.html``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +97,13 @@ def write_report(
         figure = "data_ratio.png" if plots and paper.kind == "data_ratio" else None
         paper_section = paper.markdown(figure)
 
+    pareto_png = None
+    if pareto is not None:
+        pareto_files = pareto.write(out_dir, plots=plots)
+        pareto_png = pareto_files.get("png")  # shown in its own section, not among the figures
+        written.files.extend(path for name, path in pareto_files.items() if name != "md")
+        paper_section = (paper_section or "") + "\n" + pareto_files["md"].read_text()
+
     if landscapes:
         section = ["## Loss landscapes", "", "Written by `spikesweep landscape` for runs of this sweep:", ""]
         for path in landscapes:
@@ -102,6 +118,10 @@ def write_report(
     written.files.append(markdown)
     page = out_dir / "report.html"
     other_plots = {k: p for k, p in written.plots.items() if k not in paper_plots}
-    page.write_text(render_html(report, other_plots, written.notes, paper, paper_plots, list(landscapes)))
+    page.write_text(
+        render_html(
+            report, other_plots, written.notes, paper, paper_plots, list(landscapes), pareto, pareto_png
+        )
+    )
     written.files.append(page)
     return written
