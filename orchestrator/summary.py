@@ -74,7 +74,7 @@ def format_plan(plan: SweepPlan, sweep_dir: SweepDir, address: str | None = None
     if space.confirm:
         seeds = list(plan.confirm_seeds)
         if space.multi_objective:
-            cap = "" if space.confirm.top_k is None else f", at most {space.confirm.top_k}"
+            cap = "" if space.confirm.top_k is None else f" (at most {space.confirm.top_k} configurations)"
             lines.append(f"confirm: the search stage's Pareto front{cap} re-run on seeds {seeds}")
         else:
             lines.append(f"confirm: the top {plan.confirm_configs} configuration(s) re-run on seeds {seeds}")
