@@ -355,7 +355,8 @@ def _conclude(
     stream: TextIO,
     resume_command: str = "",
 ) -> SweepOutcome:
-    from orchestrator.optuna_bridge import StudyBridge, TrialStatus  # noqa: PLC0415
+    from orchestrator.optuna_bridge import StudyBridge  # noqa: PLC0415
+    from orchestrator.records import TrialStatus  # noqa: PLC0415
 
     bridge = StudyBridge(space, sweep_dir)  # a fresh read of the study: the state on disk is the truth
     complete = bridge.is_complete()

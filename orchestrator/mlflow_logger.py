@@ -35,8 +35,9 @@ from typing import Any
 from ray.tune.logger import LoggerCallback
 
 from engine.training.checkpoint import RECORDS_FILE
-from orchestrator.optuna_bridge import StudyBridge, TrialStatus
+from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import PlannedTrial, config_for
+from orchestrator.records import TrialStatus
 from orchestrator.results import RunRecord, SweepRecorder, run_key
 from orchestrator.sweepdir import BEST_EXPORT, SweepMeta
 
@@ -233,7 +234,9 @@ class MlflowSweepLogger(LoggerCallback):
         complete = self.bridge.is_complete()
         self._summarise()
         print(f"[sweep] MLflow: {ui_link(self.tracking_uri, self._experiment_id)}", flush=True)
-        self.client.set_tag(self.parent_id, STATUS_TAG, "COMPLETE" if complete else "INTERRUPTED")
+        self.client.set_tag(
+            self.parent_id, STATUS_TAG, TrialStatus.COMPLETE if complete else TrialStatus.INTERRUPTED
+        )
         self.client.set_terminated(self.parent_id, status="FINISHED" if complete else "KILLED")
 
     def _summarise(self) -> None:
@@ -281,7 +284,7 @@ class MlflowSweepLogger(LoggerCallback):
                 client.update_run(self.parent_id, status="RUNNING")
         else:
             self.parent_id = self._create_parent()
-        client.set_tag(self.parent_id, STATUS_TAG, "RUNNING")
+        client.set_tag(self.parent_id, STATUS_TAG, TrialStatus.RUNNING)
         self._children = {}
         for run in self._search(f"tags.`{ROLE_TAG}` = 'trial'"):
             key = run.data.tags.get(RUN_KEY_TAG)

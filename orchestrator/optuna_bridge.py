@@ -48,12 +48,13 @@ from orchestrator.plan import (
     search_stage,
     search_trials_for_config,
 )
-from orchestrator.result_keys import (
+from orchestrator.records import (
     COMPLETE_KEY,
     EPOCHS_DONE_KEY,
     FAILED_KEY,
     SEED_DONE_KEY,
     SEED_INDEX_KEY,
+    TrialStatus,
 )
 from orchestrator.space import Param, SweepSpace
 from orchestrator.sweepdir import SweepDir
@@ -66,42 +67,19 @@ __all__ = [
     "TrialStatus",
     "build_scheduler",
     "distributions",
+    "status_from_optuna",
 ]
 
 log = logging.getLogger(__name__)
 
 
-class TrialStatus:
-    """Statuses used in ``trials.parquet`` and the MLflow ``spikesweep.status`` tag."""
-
-    COMPLETE = "COMPLETE"
-    PRUNED = "PRUNED"
-    FAILED = "FAILED"
-    RUNNING = "RUNNING"
-    PENDING = "PENDING"
-    #: Shown, never stored: a trial still RUNNING in the study once its sweep has stopped (Ctrl-C,
-    #: preemption). The same word the MLflow parent run gets; the next run of the command resumes it.
-    INTERRUPTED = "INTERRUPTED"
-
-    @staticmethod
-    def shown(status: str, *, started: bool, stopped: bool) -> str:
-        """The one word a user reads for a trial, the same in the live table, in its last print and in the
-        driver's closing line: the study says RUNNING from the moment a trial is asked for until it is told,
-        so a trial Tune has not started yet (or that has no epoch yet) is shown PENDING, and one that was
-        running when the sweep stopped is shown INTERRUPTED rather than PENDING or RUNNING."""
-        if status != TrialStatus.RUNNING:
-            return status
-        if stopped:
-            return TrialStatus.INTERRUPTED
-        return TrialStatus.RUNNING if started else TrialStatus.PENDING
-
-    @staticmethod
-    def from_optuna(state: TrialState) -> str:
-        return {
-            TrialState.COMPLETE: TrialStatus.COMPLETE,
-            TrialState.PRUNED: TrialStatus.PRUNED,
-            TrialState.FAIL: TrialStatus.FAILED,
-        }.get(state, TrialStatus.RUNNING)
+def status_from_optuna(state: TrialState) -> TrialStatus:
+    """The trial status of an Optuna state (WAITING and RUNNING are both RUNNING: asked, not told)."""
+    return {
+        TrialState.COMPLETE: TrialStatus.COMPLETE,
+        TrialState.PRUNED: TrialStatus.PRUNED,
+        TrialState.FAIL: TrialStatus.FAILED,
+    }.get(state, TrialStatus.RUNNING)
 
 
 def distributions(space: SweepSpace) -> dict[str, BaseDistribution]:
@@ -531,7 +509,7 @@ class StudyBridge:
             else:
                 values = tuple(v for v in finals if v is not None)
         self._tell(entry, state, values, reason)
-        return TrialStatus.from_optuna(state)
+        return status_from_optuna(state)
 
     def _final_values(self, entry: _Entry, result: dict[str, Any]) -> tuple[float | None, ...]:
         """Every objective's value at the trial's end; None for one that is missing or not finite."""
@@ -563,7 +541,7 @@ class StudyBridge:
         return count
 
     def status_of(self, number: int) -> str:
-        return TrialStatus.from_optuna(self._index()[number].state)
+        return status_from_optuna(self._index()[number].state)
 
     def status_counts(self) -> dict[str, int]:
         """How many plan keys' newest attempts are in each status (what the closing line and the MLflow

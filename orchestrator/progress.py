@@ -13,8 +13,9 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from orchestrator.optuna_bridge import StudyBridge, TrialStatus
+from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import PlannedTrial
+from orchestrator.records import TrialStatus
 from orchestrator.results import SweepRecorder
 
 __all__ = ["ProgressTable", "format_table"]

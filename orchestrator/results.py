@@ -39,9 +39,16 @@ from engine.training.records import (
     metric_keys,
     write_table_atomic,
 )
-from orchestrator.optuna_bridge import StudyBridge, TrialStatus
+from orchestrator.optuna_bridge import StudyBridge, status_from_optuna
 from orchestrator.plan import PlannedTrial, config_for
-from orchestrator.result_keys import HOSTNAME_KEY, SEED_DONE_KEY, SEED_INDEX_KEY, SEED_KEY, WALL_TIME_KEY
+from orchestrator.records import (
+    HOSTNAME_KEY,
+    SEED_DONE_KEY,
+    SEED_INDEX_KEY,
+    SEED_KEY,
+    WALL_TIME_KEY,
+    TrialStatus,
+)
 from orchestrator.space import ARM_KEY
 from orchestrator.sweepdir import SweepDir, SweepMeta
 
@@ -293,7 +300,7 @@ def trial_rows(
     rows = []
     for entry in bridge.latest_entries():
         planned = entry.planned
-        status = TrialStatus.from_optuna(entry.state)
+        status = status_from_optuna(entry.state)
         records = {r.seed: r for r in recorder.runs_of(planned.plan_key)}
         if status == TrialStatus.RUNNING and not records:
             status = TrialStatus.PENDING

@@ -39,7 +39,7 @@ from engine.atomic import atomic_path
 from engine.config import RunConfig
 from engine.errors import TrainingError
 from orchestrator.plan import PlannedTrial
-from orchestrator.result_keys import (
+from orchestrator.records import (
     COMPLETE_KEY,
     EPOCHS_DONE_KEY,
     FAILED_KEY,

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 HEAVY = ("ray", "optuna", "mlflow")
+ORCHESTRATOR = Path(__file__).resolve().parent.parent / "orchestrator"
+# every module of the two reader packages (report/study.py reads the sweep's optuna.db: Optuna is
+# imported inside its functions, when a report asks for the study's figures)
+REPORT_MODULES = sorted(f"orchestrator.report.{p.stem}" for p in (ORCHESTRATOR / "report").glob("[!_]*.py"))
+SLURM_MODULES = sorted(f"orchestrator.slurm.{p.stem}" for p in (ORCHESTRATOR / "slurm").glob("[!_]*.py"))
 
 
 @pytest.mark.parametrize(
@@ -16,6 +22,11 @@ HEAVY = ("ray", "optuna", "mlflow")
         # the vocabulary and the Ray-free readers: report and slurm status run where Ray is not installed
         (
             [
+                "orchestrator.records",
+                "orchestrator.front",
+                "orchestrator.summary",
+                *REPORT_MODULES,
+                *SLURM_MODULES,
                 "orchestrator.space",
                 "orchestrator.sweepdir",
                 "orchestrator.plan",
@@ -44,3 +55,10 @@ def test_every_space_pruner_has_a_constructor_and_no_other():
     from orchestrator.space import PRUNERS
 
     assert set(PRUNER_CONSTRUCTORS) == set(PRUNERS)
+
+
+def test_the_reader_packages_are_all_listed():
+    assert {"orchestrator.report.load", "orchestrator.report.pareto", "orchestrator.report.html"} <= set(
+        REPORT_MODULES
+    )
+    assert {"orchestrator.slurm.status", "orchestrator.slurm.render"} <= set(SLURM_MODULES)

@@ -15,7 +15,7 @@ from ray.tune.search import Searcher
 
 from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import build_plan, front_configs
-from orchestrator.result_keys import COMPLETE_KEY, SEED_KEY
+from orchestrator.records import COMPLETE_KEY, SEED_KEY
 from orchestrator.space import Objective, SpaceError, load_space
 from orchestrator.summary import format_plan
 from orchestrator.sweepdir import SweepDir

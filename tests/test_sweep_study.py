@@ -16,7 +16,7 @@ from ray.tune.search import Searcher
 
 from orchestrator.optuna_bridge import OptunaSearcher, StudyBridge
 from orchestrator.plan import PlanKey
-from orchestrator.result_keys import COMPLETE_KEY, SEED_KEY
+from orchestrator.records import COMPLETE_KEY, SEED_KEY
 from orchestrator.space import load_space
 from orchestrator.sweepdir import SweepDir
 

@@ -210,7 +210,8 @@ def _log_to_mlflow(report, files: list[Path], mlflow_uri: str | None, replace: b
 
     Failing to reach MLflow does not fail the report, whose files are already written: it is a warning.
     """
-    from orchestrator.report.load import ACTIVE_STATUSES, ReportInputError
+    from orchestrator.records import ACTIVE_STATUSES
+    from orchestrator.report.load import ReportInputError
     from orchestrator.report.mlflow_aggregates import log_aggregates
 
     sweep = report.sweep

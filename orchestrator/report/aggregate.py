@@ -21,7 +21,8 @@ import numpy as np
 
 from engine.config import NON_SEMANTIC_KEYS, parse_assignments
 from engine.errors import ConfigError
-from orchestrator.report.load import ACTIVE_STATUSES, STATUSES, ReportInputError, SweepData, Trial
+from orchestrator.records import ACTIVE_STATUSES, STORED_STATUSES, TrialStatus
+from orchestrator.report.load import ReportInputError, SweepData, Trial
 from orchestrator.report.stats import Estimate, PairedComparison, describe, holm, paired_comparison
 from orchestrator.space import ARM_KEY
 
@@ -67,7 +68,7 @@ class ConfigGroup:
         """
         chosen: dict[int, Trial] = {}
         for trial in self.trials:
-            if trial.status != "COMPLETE" or not _finite(trial.metrics.get(metric)):
+            if trial.status != TrialStatus.COMPLETE or not _finite(trial.metrics.get(metric)):
                 continue
             previous = chosen.get(trial.seed)
             if previous is None or _epochs(trial) >= _epochs(previous):
@@ -75,7 +76,7 @@ class ConfigGroup:
         return {seed: float(chosen[seed].metrics[metric]) for seed in sorted(chosen)}
 
     def completed(self) -> list[Trial]:
-        return [t for t in self.trials if t.status == "COMPLETE"]
+        return [t for t in self.trials if t.status == TrialStatus.COMPLETE]
 
 
 @dataclass
@@ -89,7 +90,7 @@ class ConfigSummary:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {status: self.group.count(status) for status in STATUSES}
+        return {status: self.group.count(status) for status in STORED_STATUSES}
 
 
 @dataclass
@@ -218,7 +219,7 @@ def _check_reportable(sweep: SweepData, allow_partial: bool) -> None:
             f"sweep {sweep.name!r} is unfinished ({summary}); wait for it to end, resume it with "
             "`spikesweep sweep SPACE --resume`, or pass --partial to report on the finished trials only"
         )
-    if counts["COMPLETE"] == 0:
+    if counts[TrialStatus.COMPLETE] == 0:
         raise ReportInputError(
             f"sweep {sweep.name!r} has no COMPLETE trial ({summary}): there is no result to summarise"
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from orchestrator.records import TrialStatus
 from orchestrator.report.aggregate import (
     ConfigSummary,
     SweepReport,
@@ -265,8 +266,8 @@ def write_comparison(comp: SweepsComparison, out_dir: Path) -> list[Path]:
                         "std": est.std,
                         "ci_low": est.ci_low,
                         "ci_high": est.ci_high,
-                        "n_failed": s.counts["FAILED"],
-                        "n_pruned": s.counts["PRUNED"],
+                        "n_failed": s.counts[TrialStatus.FAILED],
+                        "n_pruned": s.counts[TrialStatus.PRUNED],
                     }
                 )
     diff_records = [

@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 
 from engine.errors import SpikesweepError
+from orchestrator.records import STORED_STATUSES, TrialStatus
 from orchestrator.sweepdir import SweepDir
 
 __all__ = [
-    "ACTIVE_STATUSES",
     "CONFIG_PREFIX",
     "CURVE_KEYS",
-    "STATUSES",
     "TEST_SAMPLES",
     "TRIAL_METRICS",
     "Curves",
@@ -38,8 +37,6 @@ __all__ = [
 ]
 
 CONFIG_PREFIX = "config."
-STATUSES = ("COMPLETE", "PRUNED", "FAILED", "RUNNING", "PENDING")
-ACTIVE_STATUSES = frozenset({"RUNNING", "PENDING"})
 TRIAL_METRICS = ("best_test_top1", "last_test_top1", "best_epoch", "epochs_run", "wall_time_s")
 """Per-trial numbers every source provides; ``--metric`` chooses among the numeric trial columns."""
 TEST_SAMPLES = "test_samples"
@@ -130,7 +127,7 @@ class SweepData:
     """The space file the sweep ran (``space.yaml`` in the sweep directory), when available."""
 
     def status_counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
+        counts = dict.fromkeys(STORED_STATUSES, 0)
         for trial in self.trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
         return counts
@@ -141,7 +138,7 @@ class SweepData:
         states it, since a percentage means little without its denominator."""
         sizes = set()
         for trial in self.trials:
-            if trial.status != "COMPLETE":
+            if trial.status != TrialStatus.COMPLETE:
                 continue
             n = trial.metrics.get(TEST_SAMPLES)
             if n is None:

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.records import TrialStatus
 from orchestrator.report.aggregate import ConfigSummary, SweepReport
 from orchestrator.report.load import ReportInputError
 from orchestrator.report.mlflow_source import search_all_runs
@@ -55,9 +56,9 @@ def aggregate_metrics(report: SweepReport, summary: ConfigSummary) -> dict[str, 
     """The numbers one aggregate run carries (finite values only; MLflow shows NaN as an empty cell)."""
     counts = summary.counts
     values: dict[str, float] = {
-        "n_complete": counts["COMPLETE"],
-        "n_failed": counts["FAILED"],
-        "n_pruned": counts["PRUNED"],
+        "n_complete": counts[TrialStatus.COMPLETE],
+        "n_failed": counts[TrialStatus.FAILED],
+        "n_pruned": counts[TrialStatus.PRUNED],
         "rank": summary.rank,
         "median_best_epoch": summary.median_best_epoch,
     }
@@ -219,8 +220,11 @@ def parent_summary(
     hash, estimate of ``metric`` over its seeds), the best configuration's mean and CI. Written by the
     sweep driver when a sweep ends and again by ``report`` (same names), so the parent's collapsed row
     and the chart view show the result without a report having run."""
-    values = {"n_complete": counts.get("COMPLETE", 0), "n_failed": counts.get("FAILED", 0)}
-    values["n_pruned"] = counts.get("PRUNED", 0)
+    values = {
+        "n_complete": counts.get(TrialStatus.COMPLETE, 0),
+        "n_failed": counts.get(TrialStatus.FAILED, 0),
+    }
+    values["n_pruned"] = counts.get(TrialStatus.PRUNED, 0)
     tags: dict[str, str] = {}
     if best is not None:
         label, config_hash, est = best

@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.config import RunConfig, all_keys, unflatten
 from engine.errors import SpikesweepError
+from orchestrator.records import TrialStatus
 from orchestrator.report.load import (
     CURVE_KEYS,
     TEST_SAMPLES,
@@ -223,4 +224,8 @@ def _summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
 def _mlflow_status(tag: str | None, run_status: str) -> str:
     if tag:
         return tag.upper()
-    return {"FINISHED": "COMPLETE", "FAILED": "FAILED", "KILLED": "FAILED"}.get(run_status, "RUNNING")
+    return {
+        "FINISHED": TrialStatus.COMPLETE,
+        "FAILED": TrialStatus.FAILED,
+        "KILLED": TrialStatus.FAILED,
+    }.get(run_status, TrialStatus.RUNNING)

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.training.records import write_table_atomic
+from orchestrator.records import TrialStatus
 from orchestrator.report.aggregate import SweepReport
 from orchestrator.report.load import CONFIG_PREFIX
 
@@ -59,11 +60,11 @@ def summary_records(report: SweepReport) -> list[dict[str, Any]]:
             "rank": s.rank,
             "is_baseline": report.baseline is not None and s.group is report.baseline,
             "n_trials": len(s.group.trials),
-            "n_complete": counts["COMPLETE"],
-            "n_failed": counts["FAILED"],
-            "n_pruned": counts["PRUNED"],
-            "n_running": counts["RUNNING"],
-            "n_pending": counts["PENDING"],
+            "n_complete": counts[TrialStatus.COMPLETE],
+            "n_failed": counts[TrialStatus.FAILED],
+            "n_pruned": counts[TrialStatus.PRUNED],
+            "n_running": counts[TrialStatus.RUNNING],
+            "n_pending": counts[TrialStatus.PENDING],
             "seeds": s.seeds,
             "median_best_epoch": s.median_best_epoch,
         }

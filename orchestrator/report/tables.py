@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from orchestrator.records import TrialStatus
 from orchestrator.report.aggregate import Comparison, SweepReport
 from orchestrator.report.stats import Estimate, PairedComparison
 
@@ -204,9 +205,9 @@ def summary_table(report: SweepReport, *, compact: bool = False, digits: int = 2
         else:
             row += [
                 s.group.config_hash,
-                str(counts["COMPLETE"]),
-                str(counts["FAILED"]),
-                str(counts["PRUNED"]),
+                str(counts[TrialStatus.COMPLETE]),
+                str(counts[TrialStatus.FAILED]),
+                str(counts[TrialStatus.PRUNED]),
             ]
             for metric in report.metrics:
                 est = s.estimates[metric]

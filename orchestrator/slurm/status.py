@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.records import FINISHED_STATUSES, TrialStatus
 from orchestrator.slurm.request import SlurmRequest
 from orchestrator.slurm.submit import SlurmError, find_program
 
@@ -156,7 +157,7 @@ class SweepProgress:
 
     @property
     def finished_runs(self) -> int:
-        return sum(n for status, n in self.statuses.items() if status in ("COMPLETE", "PRUNED", "FAILED"))
+        return sum(n for status, n in self.statuses.items() if status in FINISHED_STATUSES)
 
     def describe(self) -> str:
         if not self.started:
@@ -201,7 +202,7 @@ def sweep_progress(sweep_dir: Path) -> SweepProgress:
         done = [
             value
             for value, status in zip(table.column(metric).to_pylist(), run_statuses, strict=True)
-            if value is not None and status == "COMPLETE"
+            if value is not None and status == TrialStatus.COMPLETE
         ]
         if done:
             best = max(done) if mode == "max" else min(done)
