@@ -35,6 +35,7 @@ from typing import Any
 from ray.tune.logger import LoggerCallback
 
 from engine.training.checkpoint import RECORDS_FILE
+from engine.training.records import LAYER_RATE_PREFIX, LAYERS_FILE
 from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import PlannedTrial, config_for
 from orchestrator.records import TrialStatus
@@ -391,6 +392,12 @@ class MlflowSweepLogger(LoggerCallback):
             for key, value in record.epochs[epoch].items()
             if value is not None and math.isfinite(value)
         ]
+        metrics += [  # firing_rate/<layer>: MLflow's chart view groups them under one heading
+            Metric(f"{LAYER_RATE_PREFIX}{layer}", float(value), now, epoch)
+            for epoch in pending
+            for layer, value in record.layers.get(epoch, {}).items()
+            if value is not None and math.isfinite(value)
+        ]
         if not math.isnan(record.wall_time_s):  # the run's wall time so far (pruned runs have one too)
             metrics.append(Metric("wall_time_s", record.wall_time_s, now, pending[-1]))
         tags = [
@@ -406,11 +413,13 @@ class MlflowSweepLogger(LoggerCallback):
         child.logged_upto = pending[-1]
 
     def _attach_run_files(self, record: RunRecord, child: _ChildRun) -> None:
-        """The run's ``epochs.parquet`` (exported to ``runs/<plan key>/seed_<s>/``) as a child artifact, and
+        """The run's ``epochs.parquet`` and ``layers.parquet`` (exported to ``runs/<plan key>/seed_<s>/``) as
+        child artifacts, and
         its best-epoch checkpoint (``best/``) when the space's ``mlflow.log_checkpoint`` asks for it."""
         exported = self.bridge.sweep_dir.run_export(record.plan_key, record.seed)
-        if (exported / RECORDS_FILE).is_file():
-            self.client.log_artifact(child.run_id, str(exported / RECORDS_FILE))
+        for name in (RECORDS_FILE, LAYERS_FILE):
+            if (exported / name).is_file():
+                self.client.log_artifact(child.run_id, str(exported / name))
         best = exported / BEST_EXPORT
         if self.bridge.space.mlflow.log_checkpoint == "best" and best.is_dir():
             self.client.log_artifacts(child.run_id, str(best), artifact_path=BEST_EXPORT)

@@ -34,6 +34,7 @@ from engine.config import RunConfig
 from engine.training.records import (
     BEST_EPOCH_ENERGY,
     INT_KEYS,
+    LAYER_RATE_PREFIX,
     REQUIRED_KEYS,
     alpha_keys,
     metric_keys,
@@ -78,6 +79,8 @@ class RunRecord:
     stage: str
     config_hash: str
     epochs: dict[int, dict[str, float]] = field(default_factory=dict)
+    layers: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Per epoch: each neuron layer's firing rate on the event test split (``layers.parquet``)."""
     hostname: str = ""
     wall_time_s: float = math.nan
     seed_done: bool = False
@@ -137,6 +140,8 @@ class SweepRecorder:
             )
         record.trial_id = event["trial_id"]
         record.epochs[int(event["epoch"])] = event["metrics"]
+        if event.get("layers"):
+            record.layers[int(event["epoch"])] = event["layers"]
         record.hostname = event.get("hostname", record.hostname)
         record.wall_time_s = float(event.get("wall_time_s", math.nan))
         record.seed_done = record.seed_done or bool(event.get("seed_done"))
@@ -147,6 +152,11 @@ class SweepRecorder:
         if "epoch" not in result or SEED_KEY not in result or "train_loss" not in result:
             return None
         metrics = {k: _float(result[k]) for k in self.metric_names if k in result}
+        layers = {
+            k[len(LAYER_RATE_PREFIX) :]: _float(v)
+            for k, v in result.items()
+            if k.startswith(LAYER_RATE_PREFIX)
+        }
         event = {
             "plan_key": planned.plan_key,
             "seed": int(result[SEED_KEY]),
@@ -156,6 +166,7 @@ class SweepRecorder:
             "config_hash": planned.config_hash,
             "epoch": int(result["epoch"]),
             "metrics": metrics,
+            "layers": layers,
             "hostname": str(result.get(HOSTNAME_KEY, "")),
             "wall_time_s": _float(result.get(WALL_TIME_KEY, math.nan)),
             "seed_done": bool(result.get(SEED_DONE_KEY, False)),
@@ -378,6 +389,42 @@ def epoch_rows(recorder: SweepRecorder, max_T: int) -> list[dict[str, Any]]:
     return rows
 
 
+def layers_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("trial_id", pa.string(), nullable=False),
+            pa.field("plan_key", pa.string(), nullable=False),
+            pa.field("config_hash", pa.string(), nullable=False),
+            pa.field("seed", pa.int64(), nullable=False),
+            pa.field("stage", pa.string(), nullable=False),
+            pa.field("epoch", pa.int64(), nullable=False),
+            pa.field("layer", pa.string(), nullable=False),
+            pa.field("firing_rate", pa.float64()),
+        ]
+    )
+
+
+def layer_rows(recorder: SweepRecorder) -> list[dict[str, Any]]:
+    """Rows of ``layers.parquet``: one per run, epoch and neuron layer, in the network's layer order."""
+    rows = []
+    for record in sorted(recorder.runs.values(), key=lambda r: (r.plan_key, r.seed_index)):
+        for epoch in sorted(record.layers):
+            for layer, rate in record.layers[epoch].items():
+                rows.append(
+                    {
+                        "trial_id": record.trial_id,
+                        "plan_key": record.plan_key,
+                        "config_hash": record.config_hash,
+                        "seed": record.seed,
+                        "stage": record.stage,
+                        "epoch": epoch,
+                        "layer": layer,
+                        "firing_rate": rate,
+                    }
+                )
+    return rows
+
+
 def write_tables(
     bridge: StudyBridge,
     recorder: SweepRecorder,
@@ -385,13 +432,15 @@ def write_tables(
     meta: SweepMeta,
     configs: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Rewrite ``trials.parquet`` and ``epochs.parquet`` atomically from the study and the journal."""
+    """Rewrite ``trials.parquet``, ``epochs.parquet`` and ``layers.parquet`` atomically from the study and
+    the journal."""
     from orchestrator.sweepdir import spikesweep_version  # noqa: PLC0415
 
     max_T = bridge.space.max_T()
     rows = trial_rows(bridge, recorder, meta, spikesweep_version(), configs)
     _write(sweep_dir.trials_parquet, rows, trials_schema())
     _write(sweep_dir.epochs_parquet, epoch_rows(recorder, max_T), epochs_schema(max_T))
+    _write(sweep_dir.layers_parquet, layer_rows(recorder), layers_schema())
 
 
 def _write(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:

@@ -92,6 +92,7 @@ class SweepDir:
     mlflow_artifacts = property(lambda self: self.root / "mlartifacts")
     trials_parquet = property(lambda self: self.root / "trials.parquet")
     epochs_parquet = property(lambda self: self.root / "epochs.parquet")
+    layers_parquet = property(lambda self: self.root / "layers.parquet")
     journal = property(lambda self: self.root / "journal.jsonl")
     runs = property(lambda self: self.root / "runs")
     faults = property(lambda self: self.root / ".faults")

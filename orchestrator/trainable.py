@@ -209,7 +209,7 @@ class _Reporter:
             # trainer's own best/ lives in node-local scratch and is not part of Tune's checkpoint).
             copy_checkpoint(run_dir / "checkpoints" / "best", export / BEST_EXPORT)
         if seed_done:
-            for name in ("config.yaml", "epochs.parquet"):
+            for name in ("config.yaml", "epochs.parquet", "layers.parquet"):
                 _export_file(run_dir / name, export / name)
             progress = _Progress(self.index + 1, False, [*self.progress.finished, summary])
         else:
@@ -227,6 +227,7 @@ class _Reporter:
             COMPLETE_KEY: complete,
             HOSTNAME_KEY: socket.gethostname(),
             WALL_TIME_KEY: wall,
+            **_layer_rates(checkpoint_dir, epoch),
         }
         self.last_metrics = {k: v for k, v in report.items() if k not in (SEED_DONE_KEY, COMPLETE_KEY)}
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(self.stage)))
@@ -297,3 +298,12 @@ def _export_file(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
+
+
+def _layer_rates(checkpoint_dir: Path, epoch: int) -> dict[str, float]:
+    """``firing_rate/<layer>`` of this epoch, from the checkpoint the trainer has just written (the
+    trainer callback gets the epoch's record; the per-layer rows live beside it)."""
+    from engine.training.records import LAYER_RATE_PREFIX, LAYERS_FILE, read_layer_records  # noqa: PLC0415
+
+    rows = read_layer_records(checkpoint_dir / LAYERS_FILE)
+    return {f"{LAYER_RATE_PREFIX}{r['layer']}": r["firing_rate"] for r in rows if r["epoch"] == epoch}

@@ -26,10 +26,11 @@ from scipy import stats
 
 from engine.config import RunConfig
 from engine.training.evaluation import evaluate_checkpoint
-from engine.training.records import TIMING_KEYS, read_records
+from engine.training.records import TIMING_KEYS, read_layer_records, read_records
 from orchestrator.driver import run_sweep
 from orchestrator.results import epochs_schema, trials_schema
 from orchestrator.space import load_space
+from orchestrator.sweepdir import SweepDir
 from orchestrator.trainable import FAULT_ENV
 
 pytestmark = pytest.mark.slow
@@ -356,6 +357,17 @@ def test_pareto_sweep_confirms_the_front_and_reports_it(ray_cluster, tmp_path) -
     for run in by_run.values():
         assert all(e["best_epoch_energy_uj"] == run[e["best_epoch"]]["energy_uj"] for e in run.values())
 
+    # per-layer firing rates, epoch by epoch: the sweep's table is each run's own layers.parquet
+    layers = table(outcome, "layers.parquet")
+    layout = SweepDir(outcome.sweep_dir)
+    for row in rows:
+        own = read_layer_records(layout.run_export(row["plan_key"], row["seed"]) / "layers.parquet")
+        assert len(own) == 3 * len({r["layer"] for r in own}) > 3  # every epoch, every neuron layer
+        mine = [r for r in layers if r["trial_id"] == row["trial_id"] and r["seed"] == row["seed"]]
+        assert [(r["epoch"], r["layer"], r["firing_rate"]) for r in mine] == [
+            (r["epoch"], r["layer"], r["firing_rate"]) for r in own
+        ]
+
     def front_of(selected: list[dict]) -> set[str]:
         values: dict[str, list[list[float]]] = {}
         for r in selected:
@@ -389,6 +401,15 @@ def test_pareto_sweep_confirms_the_front_and_reports_it(ray_cluster, tmp_path) -
     parents, children = mlflow_runs(outcome, "pareto")
     assert len(children) == len(rows)
     assert all({"test_loss", "best_epoch_energy_uj"} <= set(c.data.metrics) for c in children)
+    client = MlflowClient(f"sqlite:///{outcome.sweep_dir / 'mlflow.db'}")
+    child = children[0]
+    key = child.data.tags["spikesweep.run_key"]
+    expected = [r for r in layers if f"{r['plan_key']}:{r['seed']}" == key]
+    for name in {r["layer"] for r in expected}:
+        history = client.get_metric_history(child.info.run_id, f"firing_rate/{name}")
+        assert sorted((m.step, m.value) for m in history) == [
+            (r["epoch"], r["firing_rate"]) for r in expected if r["layer"] == name
+        ]
     tags = parents[0].data.tags
     assert tags["spikesweep.objectives"] == "test_loss:min,best_epoch_energy_uj:min"
     assert parents[0].data.metrics["pareto_front_size"] == len(front_of(rows))

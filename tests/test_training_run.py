@@ -23,7 +23,7 @@ from engine.training.checkpoint import load_checkpoint
 from engine.training.evaluation import evaluate_checkpoint
 from engine.training.loading import load_weights
 from engine.training.optim import lr_at_epoch
-from engine.training.records import TIMING_KEYS, metric_keys, read_records
+from engine.training.records import TIMING_KEYS, metric_keys, read_layer_records, read_records
 
 TINY = {
     "data.pair": "nshapes",
@@ -112,6 +112,20 @@ def test_reference_run_writes_the_contract_layout(reference, tiny):
     best = max(rows, key=lambda r: (r["test_top1"], -r["epoch"]))
     assert (result.best_test_top1, result.best_epoch) == (best["test_top1"], best["epoch"])
     assert rows[-1]["best_test_top1"] == result.best_test_top1
+    # per layer, per epoch: the terms of the record's spike count and firing rate
+    layers = read_layer_records(run_dir / "layers.parquet")
+    names = [r["layer"] for r in layers if r["epoch"] == 0]
+    assert len(names) == len(set(names)) > 1 and [r["epoch"] for r in layers] == sorted(
+        r["epoch"] for r in layers
+    )
+    for row in rows:
+        mine = [r for r in layers if r["epoch"] == row["epoch"]]
+        assert [r["layer"] for r in mine] == names
+        assert sum(r["spikes"] for r in mine) == pytest.approx(row["test_spikes"], rel=1e-12)
+        steps = sum(r["neurons"] * tiny.T for r in mine)
+        assert sum(r["firing_rate"] * r["neurons"] * tiny.T for r in mine) / steps == pytest.approx(
+            row["test_firing_rate"], rel=1e-12
+        )
     # the energy of the model best_test_top1 describes, epoch by epoch (an accuracy–energy objective pair)
     by_epoch = {r["epoch"]: r for r in rows}
     assert [r["best_epoch_energy_uj"] for r in rows] == [by_epoch[r["best_epoch"]]["energy_uj"] for r in rows]
@@ -158,12 +172,15 @@ def test_interrupt_and_resume_equals_uninterrupted(reference, tiny, tmp_path):
     resumed = train(tiny, run_dir, resume_from=run_dir)
     assert resumed.epochs_run == 4
     assert _deterministic(read_records(run_dir / "epochs.parquet")) == _deterministic(ref_rows)
+    ref_layers = read_layer_records(reference[0].run_dir / "layers.parquet")
+    assert read_layer_records(run_dir / "layers.parquet") == ref_layers
     _assert_same_weights(load_checkpoint(run_dir).model_state, ref_weights)
 
     # from a copied checkpoint into a fresh directory, as Ray Tune restores a trial
     fresh = tmp_path / "elsewhere"
     moved = train(tiny.with_overrides({"progress": True}), fresh, resume_from=copy)
     assert _deterministic(read_records(fresh / "epochs.parquet")) == _deterministic(ref_rows)
+    assert read_layer_records(fresh / "layers.parquet") == ref_layers  # travelled with the checkpoint
     _assert_same_weights(load_checkpoint(fresh).model_state, ref_weights)
     assert moved.best_test_top1 == reference[0].best_test_top1
     # the best weights travelled with the checkpoint, even when the best epoch came before the move

@@ -12,6 +12,7 @@ copies it to its storage and hands the copy back after a failure):
 * ``config.yaml``        — the run configuration;
 * ``epochs.parquet``     — the per-epoch records so far (so a resumed run in a fresh run directory still
   writes the full history);
+* ``layers.parquet``     — the per-layer activity rows so far, for the same reason;
 * ``meta.json``          — a human-readable summary, written last: a directory without it is incomplete.
 
 Writes are atomic at the directory level: the files go into a temporary sibling directory, which then
@@ -29,7 +30,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,13 @@ import torch
 
 from engine.config import RunConfig
 from engine.errors import TrainingError
-from engine.training.records import read_records, write_records
+from engine.training.records import (
+    LAYERS_FILE,
+    read_layer_records,
+    read_records,
+    write_layer_records,
+    write_records,
+)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -85,6 +92,8 @@ class Checkpoint:
     state: TrainerState
     rng_state: dict[str, Any]
     records: list[dict[str, Any]]
+    layer_records: list[dict[str, Any]] = field(default_factory=list)
+    """Per-layer activity rows so far (``layers.parquet``; none in a checkpoint of an older version)."""
 
 
 def save_checkpoint(
@@ -97,6 +106,7 @@ def save_checkpoint(
     rng_state: dict[str, Any],
     records: Sequence[dict[str, Any]],
     best_model: Path | None = None,
+    layer_records: Sequence[dict[str, Any]] = (),
 ) -> Path:
     """Write a complete checkpoint to ``target`` atomically and return its path.
 
@@ -133,6 +143,7 @@ def save_checkpoint(
         _torch_save(training_state, directory / STATE_FILE)
         _write_text(directory / CONFIG_FILE, config.to_yaml())
         write_records(directory / RECORDS_FILE, records, config.T)
+        write_layer_records(directory / LAYERS_FILE, layer_records)
         _write_text(directory / META_FILE, json.dumps(meta, indent=2, default=float) + "\n")
 
     _replace_directory(target, write)
@@ -182,6 +193,8 @@ def write_weights_only(source: str | Path, target: str | Path) -> Path:
         _link_or_copy(source / BEST_MODEL_FILE, directory / MODEL_FILE)
         _link_or_copy(source / CONFIG_FILE, directory / CONFIG_FILE)
         write_records(directory / RECORDS_FILE, records, config.T)
+        layers = [r for r in read_layer_records(source / LAYERS_FILE) if r["epoch"] <= best_epoch]
+        write_layer_records(directory / LAYERS_FILE, layers)
         _write_text(directory / META_FILE, json.dumps(best_meta, indent=2, default=float) + "\n")
 
     _replace_directory(target, write)
@@ -240,6 +253,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ),
         rng_state=training_state["rng"],
         records=read_records(directory / RECORDS_FILE),
+        layer_records=read_layer_records(directory / LAYERS_FILE),
     )
 
 

@@ -21,13 +21,19 @@ from engine.atomic import atomic_path
 __all__ = [
     "ACTIVITY_KEYS",
     "BEST_EPOCH_ENERGY",
+    "LAYERS_FILE",
+    "LAYER_RATE_PREFIX",
+    "LAYER_SCHEMA",
     "INT_KEYS",
     "REQUIRED_KEYS",
     "TIMING_KEYS",
     "alpha_keys",
     "epoch_schema",
+    "layer_rows",
     "metric_keys",
+    "read_layer_records",
     "read_records",
+    "write_layer_records",
     "write_records",
 ]
 
@@ -124,3 +130,49 @@ def _cast(value: Any, key: str) -> int | float | None:
     if key in INT_KEYS:
         return int(value)
     return float(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# per-layer activity, epoch by epoch
+
+LAYERS_FILE = "layers.parquet"
+"""The per-layer companion of ``epochs.parquet`` in a run directory and a checkpoint: one row per epoch
+and neuron layer of the event test evaluation (``engine.activity``)."""
+LAYER_RATE_PREFIX = "firing_rate/"
+"""``firing_rate/<layer>``: one layer's firing rate in a sweep's Tune results and its MLflow runs
+(MLflow's chart view groups metrics by the prefix)."""
+LAYER_SCHEMA = pa.schema(
+    [
+        pa.field("epoch", pa.int64(), nullable=False),
+        pa.field("layer", pa.string(), nullable=False),
+        pa.field("neurons", pa.int64(), nullable=False),
+        pa.field("spikes", pa.float64(), nullable=False),
+        pa.field("firing_rate", pa.float64(), nullable=False),
+    ]
+)
+"""``neurons`` per time step and sample; ``spikes`` per sample over all steps; ``firing_rate`` spikes per
+neuron per step (the per-layer terms of the record's ``test_spikes`` and ``test_firing_rate``)."""
+
+
+def layer_rows(epoch: int, activity: Any) -> list[dict[str, Any]]:
+    """The rows of one epoch from an :class:`engine.activity.Activity`."""
+    return [
+        {
+            "epoch": int(epoch),
+            "layer": layer.name,
+            "neurons": int(layer.neurons),
+            "spikes": float(layer.spikes),
+            "firing_rate": float(layer.firing_rate),
+        }
+        for layer in activity.neurons
+    ]
+
+
+def write_layer_records(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    write_table_atomic(pa.Table.from_pylist(list(rows), schema=LAYER_SCHEMA), Path(path))
+
+
+def read_layer_records(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a layers file; none when it is absent (a run or checkpoint from an older version)."""
+    path = Path(path)
+    return pq.read_table(path).to_pylist() if path.is_file() else []

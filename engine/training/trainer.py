@@ -4,6 +4,8 @@ A run directory holds::
 
     config.yaml           the run configuration
     epochs.parquet        one record per completed epoch (engine.training.records)
+    layers.parquet        per completed epoch, each neuron layer's spikes and firing rate on the event
+                          test split (the per-layer terms of the record's activity keys)
     checkpoints/last/     the newest checkpoint (engine.training.checkpoint)
     checkpoints/best/     the checkpoint of the epoch with the best test top-1 (ties keep the earlier
                           epoch; weights-only when the run was resumed in a new directory after it)
@@ -51,7 +53,16 @@ from engine.training.checkpoint import (
 from engine.training.evaluation import evaluate
 from engine.training.loading import build_model
 from engine.training.optim import create_optimizer, lr_at_epoch, set_lr
-from engine.training.records import ACTIVITY_KEYS, BEST_EPOCH_ENERGY, alpha_keys, metric_keys, write_records
+from engine.training.records import (
+    ACTIVITY_KEYS,
+    BEST_EPOCH_ENERGY,
+    LAYERS_FILE,
+    alpha_keys,
+    layer_rows,
+    metric_keys,
+    write_layer_records,
+    write_records,
+)
 from engine.training.rng import capture_rng_state, epoch_generators, restore_rng_state, seed_everything
 from engine.training.runtime import PeakMemory, configure_determinism, resolve_device
 from engine.validation import check_config
@@ -155,6 +166,8 @@ class _Run:
         self.wall_before = 0.0
         self.memory = PeakMemory(device)
         self.records: list[dict[str, Any]] = []
+        self.layer_records: list[dict[str, Any]] = []
+        """Per-layer activity of every epoch so far (``layers.parquet``)."""
         self.state = TrainerState(epoch=-1, global_iteration=0, best_test_top1=-math.inf, best_epoch=-1)
         self.last_dir = run_dir / "checkpoints" / "last"
         self.best_dir = run_dir / "checkpoints" / "best"
@@ -176,10 +189,12 @@ class _Run:
             self.optimizer.load_state_dict(checkpoint.optimizer_state)
             restore_rng_state(checkpoint.rng_state)
             self.records = list(checkpoint.records)
+            self.layer_records = list(checkpoint.layer_records)
             self.state = checkpoint.state
             self.wall_before = checkpoint.state.wall_time_s
             self.best_model = checkpoint.path / BEST_MODEL_FILE
             write_records(self.run_dir / RECORDS_FILE, self.records, config.T)
+            write_layer_records(self.run_dir / LAYERS_FILE, self.layer_records)
             if not self.best_dir.exists():  # moved to a new directory: keep the best weights visible
                 write_weights_only(checkpoint.path, self.best_dir)
             log.info("resuming %s at epoch %d from %s", self.run_dir, self.state.epoch + 1, checkpoint.path)
@@ -227,6 +242,7 @@ class _Run:
             "peak_mem_mb": self.memory.read_mb(),
         }
         self.records.append({key: record[key] for key in metric_keys(config.T)})
+        self.layer_records.extend(layer_rows(epoch, test["activity"]))
         save_checkpoint(
             self.last_dir,
             config=config,
@@ -236,11 +252,13 @@ class _Run:
             rng_state=capture_rng_state(),
             records=self.records,
             best_model=None if improved else self.best_model,
+            layer_records=self.layer_records,
         )
         self.best_model = self.last_dir / BEST_MODEL_FILE
         if improved:
             copy_checkpoint(self.last_dir, self.best_dir)
         write_records(self.run_dir / RECORDS_FILE, self.records, config.T)
+        write_layer_records(self.run_dir / LAYERS_FILE, self.layer_records)
         _log_epoch(config, self.records[-1])
         return self.records[-1]
 
