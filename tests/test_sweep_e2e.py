@@ -397,6 +397,19 @@ def test_pareto_sweep_confirms_the_front_and_reports_it(ray_cluster, tmp_path) -
     assert "## Pareto front" in (report_dir / "report.md").read_text()
     assert "<h2>Pareto front</h2>" in (report_dir / "report.html").read_text()
 
+    # accuracy and energy vs time steps for the best configuration (ranked here by energy: T = 1, lr
+    # 0.01), from each seed's exported best checkpoint; at T' = T they are the runs' recorded values
+    out = outcome.sweep_dir / "report-time-steps"
+    args = ["report", str(outcome.sweep_dir), "--no-mlflow", "--out", str(out), "--time-steps", "1"]
+    assert cli_main([*args, "--metric", "best_epoch_energy_uj", "--mode", "min"]) == 0
+    cheapest = [r for r in rows if r["config.T"] == 1 and r["config.optim.lr"] == GOOD]
+    evaluated = pq.read_table(out / "time_steps.parquet").to_pylist()
+    assert sorted((r["seed"], r["time_steps"], r["test_top1"], r["energy_uj"]) for r in evaluated) == sorted(
+        (r["seed"], 1, r["best_test_top1"], r["best_epoch_energy_uj"]) for r in cheapest
+    )
+    assert "## Accuracy and energy vs time steps (best configuration)" in (out / "report.md").read_text()
+    assert (out / "time_steps.png").is_file()
+
     # MLflow: every objective on every run; the parent names them and the front
     parents, children = mlflow_runs(outcome, "pareto")
     assert len(children) == len(rows)

@@ -25,3 +25,16 @@ def add_overrides_argument(parser: argparse.ArgumentParser, help: str | None = N
         metavar="KEY=VALUE",
         help=help or "override run-config keys, e.g. method.beta=0 seed=1024",
     )
+
+
+def parse_time_steps(text: str) -> list[int]:
+    """``--time-steps 1,2,4``: whole numbers (checked against each model's T where it is loaded)."""
+    try:
+        steps = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected whole numbers separated by commas, e.g. 1,2,4,10"
+        ) from None
+    if not steps:
+        raise argparse.ArgumentTypeError("expected at least one number of time steps, e.g. 1,2,4,10")
+    return steps

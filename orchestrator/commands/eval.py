@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from orchestrator.commands import add_overrides_argument
+from orchestrator.commands import add_overrides_argument, parse_time_steps
 
 NAME = "eval"
 HELP = "Evaluate a checkpoint (ours or the authors' BrainCog file) on the event test split."
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--time-steps",
-        type=_steps,
+        type=parse_time_steps,
         metavar="T1,T2,…",
         help="also evaluate with inference stopped after each of these many time steps (1…T): a table "
         "and a plot of accuracy and energy vs T' (time_steps.md/.parquet/.png)",
@@ -52,18 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where --time-steps writes (default: CHECKPOINT/time_steps, or beside a checkpoint file)",
     )
-
-
-def _steps(text: str) -> list[int]:
-    try:
-        steps = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected whole numbers separated by commas, e.g. 1,2,4,10"
-        ) from None
-    if not steps:
-        raise argparse.ArgumentTypeError("expected at least one number of time steps, e.g. 1,2,4,10")
-    return steps
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from orchestrator.commands import parse_time_steps
+
 NAME = "report"
 HELP = "Summarise a sweep over seeds: CIs per configuration, paired tests vs a baseline, plots, MLflow runs."
 
@@ -49,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="M1:max,M2:min",
         help="also the trade-off front of two or more per-trial metrics, e.g. "
         "best_test_top1:max,best_epoch_energy_uj:min (pareto.md/.parquet/.png, and in report.md)",
+    )
+    parser.add_argument(
+        "--time-steps",
+        type=parse_time_steps,
+        metavar="1,2,4",
+        help="also evaluate the best configuration's best-epoch checkpoints (every seed) with inference "
+        "stopped after each of these many time steps: accuracy and energy vs T' with CIs "
+        "(time_steps.md/.parquet/.png, and in report.md); loads the model and the test split",
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     parser.add_argument(
@@ -153,6 +163,11 @@ def run(args: argparse.Namespace) -> int:
         from orchestrator.report.pareto import build_pareto
 
         pareto = build_pareto(report, objectives)  # before anything is written
+    time_steps = None
+    if args.time_steps is not None:
+        from orchestrator.report.time_steps import best_config_time_steps
+
+        time_steps = best_config_time_steps(report, args.time_steps)  # before anything is written
 
     study = None
     if sweep.sweep_dir is not None and not args.no_plots:
@@ -171,10 +186,18 @@ def run(args: argparse.Namespace) -> int:
         landscapes=landscapes,
         pareto=pareto,
     )
+    if time_steps is not None:
+        files = time_steps.write(out_dir, plots=not args.no_plots)
+        report_md = out_dir / "report.md"
+        report_md.write_text(report_md.read_text() + "\n" + files["md"].read_text())
+        written.files.extend(path for name, path in files.items() if name != "md")
     _print_report(report)
     if pareto is not None:
         print("\nPareto front (✓), seed means and CIs:\n")
         print(pareto.table().to_text())
+    if time_steps is not None:
+        print(f"\nbest configuration ({time_steps.label}, T = {time_steps.T}) vs time steps run:\n")
+        print(time_steps.table().to_text())
     if paper is not None:
         title = "data-ratio study" if kind == "data_ratio" else "ablation (paper layout)"
         print(f"\n{title}:\n")

@@ -62,6 +62,8 @@ class Trial:
     mlflow_run_id: str | None = None
     arm: str | None = None
     """The ablation arm's name when the space defines arms."""
+    plan_key: str | None = None
+    """The orchestrator's plan key (``trials.parquet``), which names the run's exported directory."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -200,6 +202,7 @@ def load_sweep_dir(path: str | Path) -> SweepData:
                 config=config,
                 mlflow_run_id=row.get("mlflow_run_id") or None,
                 arm=row.get("arm") or None,
+                plan_key=row.get("plan_key") or None,
             )
         )
         for key in row.get("varied") or []:

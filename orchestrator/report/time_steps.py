@@ -6,6 +6,7 @@ rows as Parquet, and a figure with top-1 and energy per inference against T' on 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from matplotlib.figure import Figure
 
 from orchestrator.report.tables import Table, axis_label
 
-__all__ = ["time_steps_table", "write_time_steps"]
+__all__ = ["SweepTimeSteps", "best_config_time_steps", "time_steps_table", "write_time_steps"]
 
 
 def time_steps_table(rows: list[dict[str, Any]]) -> Table:
@@ -66,3 +67,139 @@ def write_time_steps(rows: list[dict[str, Any]], out_dir: Path, title: str) -> d
     FigureCanvasAgg(fig)
     fig.savefig(paths["png"], dpi=110, bbox_inches="tight")
     return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# a sweep's best configuration, over its seeds (``spikesweep report SWEEP --time-steps``)
+
+
+@dataclass
+class SweepTimeSteps:
+    """Each seed's rows of the best configuration's best-epoch checkpoint, and their summary per T'."""
+
+    label: str
+    config_hash: str
+    T: int
+    confidence: float
+    per_seed: dict[int, list[dict[str, Any]]]
+
+    def summary(self) -> list[dict[str, Any]]:
+        from orchestrator.report.stats import describe  # noqa: PLC0415
+
+        out = []
+        steps = [r["time_steps"] for r in next(iter(self.per_seed.values()))]
+        for i, t in enumerate(steps):
+            row: dict[str, Any] = {"time_steps": t, "n": len(self.per_seed)}
+            for key in ("test_top1", "energy_uj", "test_firing_rate"):
+                e = describe([rows[i][key] for rows in self.per_seed.values()], self.confidence)
+                row |= {f"{key}_mean": e.mean, f"{key}_ci_low": e.ci_low, f"{key}_ci_high": e.ci_high}
+            out.append(row)
+        return out
+
+    def table(self) -> Table:
+        def cell(row: dict[str, Any], key: str, digits: int) -> str:
+            interval = (
+                ""
+                if row["n"] < 2
+                else f" [{row[key + '_ci_low']:.{digits}f}, {row[key + '_ci_high']:.{digits}f}]"
+            )
+            return f"{row[key + '_mean']:.{digits}f}{interval}"
+
+        ci = f"{self.confidence:.0%} CI"
+        headers = ["T'", f"test top-1 (%, mean [{ci}])", f"energy (µJ, mean [{ci}])", "firing rate", "n"]
+        body = [
+            [
+                str(r["time_steps"]),
+                cell(r, "test_top1", 2),
+                cell(r, "energy_uj", 4),
+                cell(r, "test_firing_rate", 4),
+                str(r["n"]),
+            ]
+            for r in self.summary()
+        ]
+        return Table(headers, body)
+
+    def markdown(self, figure: str | None) -> str:
+        lines = [
+            "## Accuracy and energy vs time steps (best configuration)",
+            "",
+            f"{self.label} (T = {self.T}): each seed's best-epoch checkpoint with inference stopped "
+            f"after the first T' of each recording's frames; seeds {sorted(self.per_seed)}.",
+            "",
+            self.table().to_markdown(),
+        ]
+        if figure:
+            lines += ["", f"![accuracy and energy vs time steps]({figure})"]
+        return "\n".join(lines) + "\n"
+
+    def write(self, out_dir: Path, plots: bool = True) -> dict[str, Path]:
+        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        paths = {"md": out_dir / "time_steps.md", "parquet": out_dir / "time_steps.parquet"}
+        rows = [{"seed": seed, **r} for seed, seed_rows in self.per_seed.items() for r in seed_rows]
+        pq.write_table(pa.Table.from_pylist(rows), paths["parquet"])
+        if plots:
+            paths["png"] = self._plot(out_dir / "time_steps.png")
+        paths["md"].write_text(self.markdown(paths["png"].name if plots else None))
+        return paths
+
+    def _plot(self, path: Path) -> Path:
+        summary = self.summary()
+        steps = [r["time_steps"] for r in summary]
+        n = next(iter(self.per_seed.values()))[0]["test_samples"]
+        fig = Figure(figsize=(6.5, 4))
+        ax = fig.add_subplot()
+        for key, axis, style, color in (
+            ("test_top1", ax, "o-", "C0"),
+            ("energy_uj", ax.twinx(), "s--", "C3"),
+        ):
+            means = [r[f"{key}_mean"] for r in summary]
+            err = None
+            if summary[0]["n"] > 1:
+                err = [
+                    [m - r[f"{key}_ci_low"] for m, r in zip(means, summary, strict=True)],
+                    [r[f"{key}_ci_high"] - m for m, r in zip(means, summary, strict=True)],
+                ]
+            axis.errorbar(steps, means, yerr=err, fmt=style, color=color, capsize=3)
+            if key == "energy_uj":
+                axis.set_ylabel("energy per inference (µJ)", color=color)
+                axis.set_ylim(bottom=0)
+        ax.set_ylabel(axis_label("test_top1", [n]), color="C0")
+        ax.set_ylim(-3, 103)
+        ax.set_xlabel("time steps run at inference (T')")
+        ax.set_xticks(steps)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{self.label}: mean over {len(self.per_seed)} seed(s), {self.confidence:.0%} CI")
+        FigureCanvasAgg(fig)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        return path
+
+
+def best_config_time_steps(report: Any, steps: list[int]) -> SweepTimeSteps:
+    """Evaluate the report's best configuration (rank 1) at each T' of ``steps``, seed by seed, from the
+    best-epoch checkpoints the sweep exported (``runs/<plan key>/seed_<s>/best``)."""
+    from engine.training.evaluation import evaluate_time_steps  # noqa: PLC0415 — torch only when asked
+    from orchestrator.report.load import ReportInputError  # noqa: PLC0415
+    from orchestrator.sweepdir import BEST_EXPORT, SweepDir  # noqa: PLC0415
+
+    sweep = report.sweep
+    if sweep.sweep_dir is None:
+        raise ReportInputError("--time-steps needs the sweep directory (its checkpoints), not MLflow alone")
+    best = next((s for s in report.summaries if s.rank == 1), None)
+    if best is None:
+        raise ReportInputError("--time-steps: no configuration has a complete run to evaluate")
+    layout = SweepDir(Path(sweep.sweep_dir).resolve())
+    per_seed: dict[int, list[dict[str, Any]]] = {}
+    T = 0
+    for trial in sorted(best.group.completed(), key=lambda t: t.seed):
+        checkpoint = layout.run_export(trial.plan_key or "", trial.seed) / BEST_EXPORT
+        if not trial.plan_key or not checkpoint.is_dir():
+            raise ReportInputError(
+                f"--time-steps: no exported best checkpoint for seed {trial.seed} of {best.group.label} "
+                f"(looked for {checkpoint})"
+            )
+        evaluable, rows = evaluate_time_steps(checkpoint, steps)
+        T = evaluable.config.T
+        per_seed[trial.seed] = rows
+    return SweepTimeSteps(best.group.label, best.group.config_hash, T, report.confidence, per_seed)
