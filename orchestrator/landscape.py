@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from engine.errors import ConfigError
 from engine.training.records import write_table_atomic
+from engine.training.rundir import RunDir
 
 __all__ = [
     "LandscapeSpec",
@@ -122,7 +123,7 @@ class LandscapeSpec:
 def default_out_dir(weights_path: Path, dims: int) -> Path:
     """Next to the run the weights belong to: ``<run>/landscape-<dims>d``."""
     parent = weights_path.parent
-    if parent.name in ("best", "last") and parent.parent.name == "checkpoints":
+    if RunDir.of_checkpoint(parent):
         run = parent.parent.parent
     elif parent.name == "best":
         run = parent.parent  # a sweep's exported run: runs/<plan key>/seed_<s>/best

@@ -34,8 +34,8 @@ from typing import Any
 
 from ray.tune.logger import LoggerCallback
 
-from engine.training.checkpoint import RECORDS_FILE
-from engine.training.records import LAYER_RATE_PREFIX, LAYERS_FILE
+from engine.training.records import LAYER_RATE_PREFIX
+from engine.training.rundir import LAYERS_FILE, RECORDS_FILE
 from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import PlannedTrial, config_for
 from orchestrator.records import TrialStatus

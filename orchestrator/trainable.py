@@ -38,6 +38,7 @@ from typing import Any
 from engine.atomic import atomic_path
 from engine.config import RunConfig
 from engine.errors import TrainingError
+from engine.training.rundir import CONFIG_FILE, LAYERS_FILE, META_FILE, RECORDS_FILE, RESULT_FILE, RunDir
 from orchestrator.plan import PlannedTrial
 from orchestrator.records import (
     COMPLETE_KEY,
@@ -154,7 +155,7 @@ def _run_seeds(planned: PlannedTrial, setup: TrialSetup, work: Path, train: Any)
             failure = {setup.metric: math.nan, **reporter.last_metrics}
             tune.report({**failure, FAILED_KEY: str(exc), SEED_KEY: seed, SEED_INDEX_KEY: index})
             return
-        _export_file(run_dir / "result.json", _export_dir(setup, planned, seed) / "result.json")
+        _export_file(RunDir(run_dir).result, _export_dir(setup, planned, seed) / RESULT_FILE)
         shutil.rmtree(run_dir, ignore_errors=True)
         progress = reporter.progress
         restored = None
@@ -207,9 +208,9 @@ class _Reporter:
         if int(metrics["best_epoch"]) == epoch:
             # Exported as it improves, so the best weights survive a resume on another node (the
             # trainer's own best/ lives in node-local scratch and is not part of Tune's checkpoint).
-            copy_checkpoint(run_dir / "checkpoints" / "best", export / BEST_EXPORT)
+            copy_checkpoint(RunDir(run_dir).best, export / BEST_EXPORT)
         if seed_done:
-            for name in ("config.yaml", "epochs.parquet", "layers.parquet"):
+            for name in (CONFIG_FILE, RECORDS_FILE, LAYERS_FILE):
                 _export_file(run_dir / name, export / name)
             progress = _Progress(self.index + 1, False, [*self.progress.finished, summary])
         else:
@@ -281,7 +282,7 @@ def _restore(checkpoint: Any, target: Path) -> Path | None:
 def _wall_time(checkpoint_dir: Path) -> float:
     """The run's wall time so far, summed over resumes (kept by the trainer in the checkpoint)."""
     try:
-        meta = json.loads((checkpoint_dir / "meta.json").read_text())
+        meta = json.loads((checkpoint_dir / META_FILE).read_text())
         value = float(meta.get("wall_time_s", math.nan))
     except (OSError, ValueError):
         value = math.nan
@@ -303,7 +304,7 @@ def _export_file(source: Path, target: Path) -> None:
 def _layer_rates(checkpoint_dir: Path, epoch: int) -> dict[str, float]:
     """``firing_rate/<layer>`` of this epoch, from the checkpoint the trainer has just written (the
     trainer callback gets the epoch's record; the per-layer rows live beside it)."""
-    from engine.training.records import LAYER_RATE_PREFIX, LAYERS_FILE, read_layer_records  # noqa: PLC0415
+    from engine.training.records import LAYER_RATE_PREFIX, read_layer_records  # noqa: PLC0415
 
     rows = read_layer_records(checkpoint_dir / LAYERS_FILE)
     return {f"{LAYER_RATE_PREFIX}{r['layer']}": r["firing_rate"] for r in rows if r["epoch"] == epoch}

@@ -62,3 +62,25 @@ def test_the_reader_packages_are_all_listed():
         REPORT_MODULES
     )
     assert {"orchestrator.slurm.status", "orchestrator.slurm.render"} <= set(SLURM_MODULES)
+
+
+def test_run_directory_files_are_named_in_one_place():
+    """A run directory's file names are spelled by engine/training/rundir.py (and the sweep directory's
+    own tables by orchestrator/sweepdir.py); everything else imports them."""
+    root = ORCHESTRATOR.parent
+    names = (
+        '"config.yaml"',
+        '"epochs.parquet"',
+        '"layers.parquet"',
+        '"result.json"',
+        '"meta.json"',
+        '"checkpoints"',
+    )
+    owners = {root / "engine" / "training" / "rundir.py", root / "orchestrator" / "sweepdir.py"}
+    spelled = {
+        str(path.relative_to(root))
+        for package in ("engine", "orchestrator")
+        for path in (root / package).rglob("*.py")
+        if path not in owners and any(name in path.read_text() for name in names)
+    }
+    assert spelled == set()

@@ -39,12 +39,12 @@ import torch
 from engine.config import RunConfig
 from engine.errors import TrainingError
 from engine.training.records import (
-    LAYERS_FILE,
     read_layer_records,
     read_records,
     write_layer_records,
     write_records,
 )
+from engine.training.rundir import CONFIG_FILE, LAYERS_FILE, META_FILE, RECORDS_FILE, RunDir
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -62,9 +62,6 @@ CHECKPOINT_FORMAT = 1
 MODEL_FILE = "model.pt"
 BEST_MODEL_FILE = "best_model.pt"
 STATE_FILE = "training_state.pt"
-CONFIG_FILE = "config.yaml"
-RECORDS_FILE = "epochs.parquet"
-META_FILE = "meta.json"
 
 
 @dataclass
@@ -207,7 +204,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     Recovers the previous checkpoint if a crash happened between the two renames of a write.
     """
     path = Path(path)
-    candidates = [path, path / "checkpoints" / "last"]
+    candidates = [path, RunDir(path).last]
     for candidate in candidates:
         if (candidate / META_FILE).is_file():
             return candidate

@@ -31,12 +31,11 @@ from engine.config import RunConfig
 from engine.errors import TrainingError
 from engine.training.checkpoint import (
     BEST_MODEL_FILE,
-    CONFIG_FILE,
-    META_FILE,
     MODEL_FILE,
     load_model_state,
     resolve_checkpoint,
 )
+from engine.training.rundir import CONFIG_FILE, META_FILE, RunDir
 
 __all__ = [
     "LoadedWeights",
@@ -216,8 +215,8 @@ def _load_ours(path: Path, overrides: list[str] | dict[str, Any]) -> LoadedWeigh
     exported = None if (path / META_FILE).is_file() else _sweep_run_checkpoint(path)
     if exported is not None:
         path = exported
-    if (path / "checkpoints").is_dir():
-        best = path / "checkpoints" / "best"
+    if RunDir(path).has_checkpoints():
+        best = RunDir(path).best
         directory = resolve_checkpoint(best if best.is_dir() else path)
         weights = directory / MODEL_FILE if best.is_dir() else directory / BEST_MODEL_FILE
     else:

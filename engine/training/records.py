@@ -21,7 +21,6 @@ from engine.atomic import atomic_path
 __all__ = [
     "ACTIVITY_KEYS",
     "BEST_EPOCH_ENERGY",
-    "LAYERS_FILE",
     "LAYER_RATE_PREFIX",
     "LAYER_SCHEMA",
     "INT_KEYS",
@@ -135,9 +134,6 @@ def _cast(value: Any, key: str) -> int | float | None:
 # --------------------------------------------------------------------------------------------------
 # per-layer activity, epoch by epoch
 
-LAYERS_FILE = "layers.parquet"
-"""The per-layer companion of ``epochs.parquet`` in a run directory and a checkpoint: one row per epoch
-and neuron layer of the event test evaluation (``engine.activity``)."""
 LAYER_RATE_PREFIX = "firing_rate/"
 """``firing_rate/<layer>``: one layer's firing rate in a sweep's Tune results and its MLflow runs
 (MLflow's chart view groups metrics by the prefix)."""

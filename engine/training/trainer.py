@@ -1,15 +1,8 @@
 """``train(config, run_dir, callbacks=(), resume_from=None) -> RunResult``: one run, start to finish.
 
-A run directory holds::
-
-    config.yaml           the run configuration
-    epochs.parquet        one record per completed epoch (engine.training.records)
-    layers.parquet        per completed epoch, each neuron layer's spikes and firing rate on the event
-                          test split (the per-layer terms of the record's activity keys)
-    checkpoints/last/     the newest checkpoint (engine.training.checkpoint)
-    checkpoints/best/     the checkpoint of the epoch with the best test top-1 (ties keep the earlier
-                          epoch; weights-only when the run was resumed in a new directory after it)
-    result.json           written when the run ends: completed, failed or interrupted
+A run directory's layout is :class:`engine.training.rundir.RunDir` (config, epoch and layer records,
+``checkpoints/last`` and ``checkpoints/best`` — ties keep the earlier epoch, weights-only when the run
+was resumed in a new directory after it — and ``result.json`` when the run ends).
 
 Order of work, chosen so that nothing is lost and nothing is wasted:
 
@@ -56,7 +49,6 @@ from engine.training.optim import create_optimizer, lr_at_epoch, set_lr
 from engine.training.records import (
     ACTIVITY_KEYS,
     BEST_EPOCH_ENERGY,
-    LAYERS_FILE,
     alpha_keys,
     layer_rows,
     metric_keys,
@@ -64,16 +56,13 @@ from engine.training.records import (
     write_records,
 )
 from engine.training.rng import capture_rng_state, epoch_generators, restore_rng_state, seed_everything
+from engine.training.rundir import CONFIG_FILE, LAYERS_FILE, RECORDS_FILE, RESULT_FILE, RunDir
 from engine.training.runtime import PeakMemory, configure_determinism, resolve_device
 from engine.validation import check_config
 
 __all__ = ["RunResult", "build_model", "check_config", "train"]
 
 log = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.yaml"
-RECORDS_FILE = "epochs.parquet"
-RESULT_FILE = "result.json"
 
 
 @dataclass
@@ -169,8 +158,8 @@ class _Run:
         self.layer_records: list[dict[str, Any]] = []
         """Per-layer activity of every epoch so far (``layers.parquet``)."""
         self.state = TrainerState(epoch=-1, global_iteration=0, best_test_top1=-math.inf, best_epoch=-1)
-        self.last_dir = run_dir / "checkpoints" / "last"
-        self.best_dir = run_dir / "checkpoints" / "best"
+        self.last_dir = RunDir(run_dir).last
+        self.best_dir = RunDir(run_dir).best
         self.best_model: Path | None = None
         """The file holding the best epoch's weights, linked into the next checkpoint."""
 

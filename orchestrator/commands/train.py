@@ -18,6 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
+from engine.training.rundir import RunDir
 from orchestrator.commands import add_overrides_argument
 
 NAME = "train"
@@ -55,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.out is not None:
             raise ConfigError("--resume continues a run in its own directory; drop --out")
-        if not (args.resume / "checkpoints").is_dir():
+        if not RunDir(args.resume).has_checkpoints():
             raise ConfigError(f"--resume {args.resume}: not a run directory (it has no checkpoints/)")
         resume_from = resolve_checkpoint(args.resume)
-        config = RunConfig.from_yaml(resume_from / "config.yaml")
+        config = RunConfig.from_yaml(RunDir(resume_from).config)
         run_dir = args.resume
     else:
         if args.config is not None:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         # every finished epoch is checkpointed: say how to continue from the last one
         import shlex
 
-        if (Path(run_dir) / "checkpoints").is_dir():
+        if RunDir(run_dir).has_checkpoints():
             print(
                 f"\ninterrupted; continue with: spikesweep train --resume {shlex.quote(str(run_dir))}",
                 file=sys.stderr,
