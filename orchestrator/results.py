@@ -33,6 +33,7 @@ from ray.tune import Callback
 from engine.config import RunConfig
 from engine.training.records import (
     BEST_EPOCH_ENERGY,
+    BEST_TEST_TOP1,
     INT_KEYS,
     LAYER_RATE_PREFIX,
     REQUIRED_KEYS,
@@ -250,7 +251,7 @@ _TRIAL_HEAD: list[pa.Field] = [
     pa.field("run_status", pa.string(), nullable=False),
     pa.field("pruned", pa.bool_(), nullable=False),
     pa.field("epochs_run", pa.int64(), nullable=False),
-    pa.field("best_test_top1", pa.float64()),
+    pa.field(BEST_TEST_TOP1, pa.float64()),
     pa.field("best_epoch", pa.int64()),
     pa.field("last_test_top1", pa.float64()),
     pa.field(BEST_EPOCH_ENERGY, pa.float64()),
@@ -337,7 +338,7 @@ def trial_rows(
                     "run_status": run_status,
                     "pruned": status == TrialStatus.PRUNED,
                     "epochs_run": len(record.epochs) if record else 0,
-                    "best_test_top1": _opt(last, "best_test_top1"),
+                    BEST_TEST_TOP1: _opt(last, BEST_TEST_TOP1),
                     "best_epoch": None if last is None else int(last["best_epoch"]),
                     "last_test_top1": _opt(last, "test_top1"),
                     # the cost of the model one keeps (the best epoch's): for accuracy–energy fronts

@@ -61,6 +61,7 @@ import yaml
 from engine.config import RunConfig, all_keys, flatten, parse_assignments, unflatten
 from engine.errors import ConfigError
 from engine.registry import close_matches
+from engine.training.records import BEST_TEST_TOP1
 from engine.yamlio import read_yaml_file
 
 __all__ = [
@@ -863,7 +864,7 @@ class _Parser:
         self._check_keys(value, ("metric", "mode"), where)
         from engine.training.records import metric_keys  # noqa: PLC0415 — light module, no torch
 
-        metric = value.get("metric", "best_test_top1")
+        metric = value.get("metric", BEST_TEST_TOP1)
         allowed = [k for k in metric_keys(1) if not k.startswith("alpha_")]
         if metric not in allowed:
             raise self.fail(f"{where}.metric", _unknown(str(metric), allowed, "metric"))

@@ -38,6 +38,7 @@ from typing import Any
 from engine.atomic import atomic_path
 from engine.config import RunConfig
 from engine.errors import TrainingError
+from engine.training.records import BEST_TEST_TOP1
 from engine.training.rundir import CONFIG_FILE, LAYERS_FILE, META_FILE, RECORDS_FILE, RESULT_FILE, RunDir
 from orchestrator.plan import PlannedTrial
 from orchestrator.records import (
@@ -195,7 +196,7 @@ class _Reporter:
         summary = {
             SEED_KEY: self.seed,
             SEED_INDEX_KEY: self.index,
-            "best_test_top1": metrics["best_test_top1"],
+            BEST_TEST_TOP1: metrics[BEST_TEST_TOP1],
             "best_epoch": metrics["best_epoch"],
             "last_test_top1": metrics["test_top1"],
             "epochs_run": epoch + 1,

@@ -39,6 +39,7 @@ import torch
 from engine.config import RunConfig
 from engine.errors import TrainingError
 from engine.training.records import (
+    BEST_TEST_TOP1,
     read_layer_records,
     read_records,
     write_layer_records,
@@ -117,7 +118,7 @@ def save_checkpoint(
         "scheduler": {"name": config.schedule.name, "next_epoch": state.epoch + 1},
         "epoch": state.epoch,
         "global_iteration": state.global_iteration,
-        "best_test_top1": state.best_test_top1,
+        BEST_TEST_TOP1: state.best_test_top1,
         "best_epoch": state.best_epoch,
         "wall_time_s": state.wall_time_s,
         "rng": rng_state,
@@ -126,7 +127,7 @@ def save_checkpoint(
         "format": CHECKPOINT_FORMAT,
         "epoch": state.epoch,
         "global_iteration": state.global_iteration,
-        "best_test_top1": state.best_test_top1,
+        BEST_TEST_TOP1: state.best_test_top1,
         "best_epoch": state.best_epoch,
         "wall_time_s": state.wall_time_s,
         "config_hash": config.config_hash(exclude=()),
@@ -179,7 +180,7 @@ def write_weights_only(source: str | Path, target: str | Path) -> Path:
         "format": CHECKPOINT_FORMAT,
         "weights_only": True,
         "epoch": best_epoch,
-        "best_test_top1": meta["best_test_top1"],
+        BEST_TEST_TOP1: meta[BEST_TEST_TOP1],
         "best_epoch": best_epoch,
         "config_hash": meta["config_hash"],
         "last_metrics": records[-1] if records else {},
@@ -244,7 +245,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state=TrainerState(
             epoch=int(training_state["epoch"]),
             global_iteration=int(training_state["global_iteration"]),
-            best_test_top1=float(training_state["best_test_top1"]),
+            best_test_top1=float(training_state[BEST_TEST_TOP1]),
             best_epoch=int(training_state["best_epoch"]),
             wall_time_s=float(training_state["wall_time_s"]),
         ),

@@ -35,6 +35,7 @@ from engine.training.checkpoint import (
     load_model_state,
     resolve_checkpoint,
 )
+from engine.training.records import BEST_TEST_TOP1
 from engine.training.rundir import CONFIG_FILE, META_FILE, RunDir
 
 __all__ = [
@@ -227,7 +228,7 @@ def _load_ours(path: Path, overrides: list[str] | dict[str, Any]) -> LoadedWeigh
     if overrides:
         config = config.with_overrides(overrides)
     info = {"epoch": meta["epoch"] if weights.name == MODEL_FILE else meta["best_epoch"]}
-    info["best_test_top1"] = meta["best_test_top1"]
+    info[BEST_TEST_TOP1] = meta[BEST_TEST_TOP1]
     return LoadedWeights(config, load_model_state(weights), "spikesweep", weights, info)
 
 

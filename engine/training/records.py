@@ -21,6 +21,7 @@ from engine.atomic import atomic_path
 __all__ = [
     "ACTIVITY_KEYS",
     "BEST_EPOCH_ENERGY",
+    "BEST_TEST_TOP1",
     "LAYER_RATE_PREFIX",
     "LAYER_SCHEMA",
     "INT_KEYS",
@@ -47,6 +48,8 @@ TIMING_KEYS: frozenset[str] = frozenset({"epoch_time_s", "samples_per_s", "peak_
 ACTIVITY_KEYS = ("test_firing_rate", "test_spikes", "test_acs", "test_macs", "energy_uj")
 """Per-inference activity of the event test evaluation (``engine.activity``): spikes per neuron per
 step, spikes, accumulates and multiply-accumulates per sample, and the energy estimate in µJ."""
+BEST_TEST_TOP1 = "best_test_top1"
+"""The paper's number: the best test top-1 over the epochs so far (every default objective and ranking)."""
 BEST_EPOCH_ENERGY = "best_epoch_energy_uj"
 """``energy_uj`` of the best epoch so far (the one ``best_test_top1`` is from): the cost of the model one
 keeps, so an accuracy–energy objective pair describes one model, not the best accuracy beside the last
@@ -65,7 +68,7 @@ _HEAD = (
     "test_top5",
     "test_samples",
     *ACTIVITY_KEYS,
-    "best_test_top1",
+    BEST_TEST_TOP1,
     "best_epoch",
     BEST_EPOCH_ENERGY,
     "sliding_p",

@@ -49,6 +49,7 @@ from engine.training.optim import create_optimizer, lr_at_epoch, set_lr
 from engine.training.records import (
     ACTIVITY_KEYS,
     BEST_EPOCH_ENERGY,
+    BEST_TEST_TOP1,
     alpha_keys,
     layer_rows,
     metric_keys,
@@ -221,7 +222,7 @@ class _Run:
             "test_top5": test["test_top5"],
             "test_samples": test["test_samples"],
             **{key: test[key] for key in ACTIVITY_KEYS},
-            "best_test_top1": self.state.best_test_top1,
+            BEST_TEST_TOP1: self.state.best_test_top1,
             "best_epoch": self.state.best_epoch,
             BEST_EPOCH_ENERGY: test["energy_uj"] if improved else self._best_epoch_energy(),
             "lr": lr,

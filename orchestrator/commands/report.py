@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from engine.training.records import BEST_TEST_TOP1
 from orchestrator.commands import parse_time_steps
 
 NAME = "report"
@@ -82,7 +83,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--metric", default="best_test_top1", help="metric to rank and compare by (default: best_test_top1)"
+        "--metric", default=BEST_TEST_TOP1, help="metric to rank and compare by (default: best_test_top1)"
     )
     parser.add_argument(
         "--mode", choices=("max", "min"), help="max or min is better (default: by metric name)"

@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.config import NON_SEMANTIC_KEYS, parse_assignments
 from engine.errors import ConfigError
+from engine.training.records import BEST_TEST_TOP1
 from orchestrator.records import ACTIVE_STATUSES, STORED_STATUSES, TrialStatus
 from orchestrator.report.load import ReportInputError, SweepData, Trial
 from orchestrator.report.stats import Estimate, PairedComparison, describe, holm, paired_comparison
@@ -41,7 +42,7 @@ __all__ = [
     "same_value",
 ]
 
-SUMMARY_METRICS = ("best_test_top1", "last_test_top1")
+SUMMARY_METRICS = (BEST_TEST_TOP1, "last_test_top1")
 """Always summarised: best-epoch accuracy is selected on the test set (spec §11 item 24, optimistic),
 so the last-epoch accuracy is reported beside it."""
 _LOWER_IS_BETTER_HINTS = ("loss", "time", "wall", "error", "mem")
@@ -148,7 +149,7 @@ class SweepReport:
 def build_report(
     sweep: SweepData,
     *,
-    metric: str = "best_test_top1",
+    metric: str = BEST_TEST_TOP1,
     baseline: list[str] | dict[str, Any] | None = None,
     mode: str | None = None,
     confidence: float = 0.95,

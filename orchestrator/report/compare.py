@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from engine.training.records import BEST_TEST_TOP1
 from orchestrator.records import TrialStatus
 from orchestrator.report.aggregate import (
     ConfigSummary,
@@ -103,7 +104,7 @@ class SweepsComparison:
 def compare_sweeps(
     sweeps: list[SweepData],
     *,
-    metric: str = "best_test_top1",
+    metric: str = BEST_TEST_TOP1,
     mode: str | None = None,
     confidence: float = 0.95,
     allow_partial: bool = False,

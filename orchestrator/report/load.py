@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import SpikesweepError
+from engine.training.records import BEST_TEST_TOP1
 from orchestrator.records import STORED_STATUSES, TrialStatus
 from orchestrator.sweepdir import SweepDir
 
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 CONFIG_PREFIX = "config."
-TRIAL_METRICS = ("best_test_top1", "last_test_top1", "best_epoch", "epochs_run", "wall_time_s")
+TRIAL_METRICS = (BEST_TEST_TOP1, "last_test_top1", "best_epoch", "epochs_run", "wall_time_s")
 """Per-trial numbers every source provides; ``--metric`` chooses among the numeric trial columns."""
 TEST_SAMPLES = "test_samples"
 """The per-epoch record of how many test recordings an accuracy was computed on."""
@@ -239,7 +240,7 @@ def space_objectives(space: dict[str, Any] | None) -> list[tuple[str, str]]:
     listed = listed if isinstance(listed, list) else [listed]
     out = []
     for item in listed:
-        metric = str((item or {}).get("metric", "best_test_top1"))
+        metric = str((item or {}).get("metric", BEST_TEST_TOP1))
         out.append((metric, str((item or {}).get("mode", "min" if metric.endswith("loss") else "max"))))
     return out
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.config import RunConfig, all_keys, unflatten
 from engine.errors import SpikesweepError
+from engine.training.records import BEST_TEST_TOP1
 from orchestrator.records import TrialStatus
 from orchestrator.report.load import (
     CURVE_KEYS,
@@ -203,8 +204,8 @@ def _parse_param(raw: str) -> Any:
 def _summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """Trial summary numbers from MLflow's last-logged values (``epoch`` counts from 0)."""
     out: dict[str, float] = {}
-    if "best_test_top1" in metrics:
-        out["best_test_top1"] = float(metrics["best_test_top1"])
+    if BEST_TEST_TOP1 in metrics:
+        out[BEST_TEST_TOP1] = float(metrics[BEST_TEST_TOP1])
     last = metrics.get("last_test_top1", metrics.get("test_top1"))
     if last is not None:
         out["last_test_top1"] = float(last)

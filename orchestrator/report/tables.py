@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engine.training.records import BEST_TEST_TOP1
 from orchestrator.records import TrialStatus
 from orchestrator.report.aggregate import Comparison, SweepReport
 from orchestrator.report.stats import Estimate, PairedComparison
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 METRIC_TITLES = {
-    "best_test_top1": "best-epoch test top-1",
+    BEST_TEST_TOP1: "best-epoch test top-1",
     "last_test_top1": "last-epoch test top-1",
     "test_top1": "test top-1",
     "best_epoch_energy_uj": "energy per inference at the best epoch (µJ)",
@@ -261,7 +262,7 @@ def ablation_table(report: SweepReport, digits: int = 2) -> Table:
     if report.baseline is None:
         raise ValueError("an ablation table needs a baseline")
     ci = f"{report.confidence:.0%} CI"
-    metrics = [m for m in report.metrics if m in ("best_test_top1", "last_test_top1")] or report.metrics
+    metrics = [m for m in report.metrics if m in (BEST_TEST_TOP1, "last_test_top1")] or report.metrics
     headers = ["arm", "seeds"]
     for metric in metrics:
         headers += [f"{metric_title(metric)} (mean ± {ci})", f"Δ [{ci}]"]
