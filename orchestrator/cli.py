@@ -7,6 +7,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+SWEEP_EXTRA = frozenset({"ray", "optuna", "mlflow"})
+"""Top-level packages of the ``[sweep]`` extra (pyproject.toml): a command that needs one that is not
+installed says so, with the install line, instead of a traceback."""
+
 # Subcommand modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "orchestrator.commands.train",
@@ -53,6 +57,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except SpikesweepError as exc:
         print(f"spikesweep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").partition(".")[0]
+        if package not in SWEEP_EXTRA:
+            raise
+        print(
+            f"spikesweep {args.command}: error: this needs {package}, part of the [sweep] extra, which is "
+            "not installed: pip install 'spikesweep[sweep]' (in a checkout: pip install -e '.[sweep]')",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -247,6 +248,12 @@ def _log_to_mlflow(report, files: list[Path], mlflow_uri: str | None, replace: b
     uri = mlflow_uri if (mlflow_uri and sweep.sweep_dir is not None) else sweep.tracking_uri
     if not uri:
         print("MLflow: this sweep has no tracking store (no mlflow.db, no --mlflow-uri); nothing logged")
+        return
+    if importlib.util.find_spec("mlflow") is None:
+        print(
+            "MLflow: not installed (the [sweep] extra: pip install 'spikesweep[sweep]'); the report's files "
+            "are written, nothing logged (--no-mlflow says this is intended)"
+        )
         return
     try:
         logged = log_aggregates(

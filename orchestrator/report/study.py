@@ -29,9 +29,6 @@ def find_study(sweep_dir: Path, space: dict | None = None):
     importances say nothing a grid table does not, so they are drawn for ``optuna`` and ``random``
     search modes only (or whenever the space file is unknown).
     """
-    import optuna
-    from optuna.storages import RDBStorage
-
     search = (space or {}).get("search")
     mode = search.get("mode", "grid") if isinstance(search, dict) else "grid"
     if space is not None and mode not in SEARCHED_MODES:
@@ -39,6 +36,9 @@ def find_study(sweep_dir: Path, space: dict | None = None):
     layout = SweepDir(sweep_dir.resolve())
     if not layout.optuna_db.is_file():
         return None
+    import optuna  # the [sweep] extra: only a searched sweep's report reads its study
+    from optuna.storages import RDBStorage
+
     storage = RDBStorage(layout.optuna_url, skip_compatibility_check=True)
     summaries = optuna.get_all_study_summaries(storage=storage)
     if not summaries:
