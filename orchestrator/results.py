@@ -274,14 +274,27 @@ def trials_schema() -> pa.Schema:
     )
 
 
+_RUN_HEAD: list[pa.Field] = [
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("plan_key", pa.string(), nullable=False),
+    pa.field("config_hash", pa.string(), nullable=False),
+    pa.field("seed", pa.int64(), nullable=False),
+    pa.field("stage", pa.string(), nullable=False),
+]
+"""The columns naming the run a row of ``epochs.parquet`` or ``layers.parquet`` belongs to."""
+
+
+def _run_head(record: RunRecord) -> dict[str, Any]:
+    return {
+        "trial_id": record.trial_id,
+        "plan_key": record.plan_key,
+        "config_hash": record.config_hash,
+        "seed": record.seed,
+        "stage": record.stage,
+    }
+
+
 def epochs_schema(max_T: int) -> pa.Schema:
-    head = [
-        pa.field("trial_id", pa.string(), nullable=False),
-        pa.field("plan_key", pa.string(), nullable=False),
-        pa.field("config_hash", pa.string(), nullable=False),
-        pa.field("seed", pa.int64(), nullable=False),
-        pa.field("stage", pa.string(), nullable=False),
-    ]
     metrics = []
     alphas = set(alpha_keys(max_T))
     for key in metric_keys(max_T):
@@ -290,7 +303,7 @@ def epochs_schema(max_T: int) -> pa.Schema:
         else:
             # alpha_t exists only for t < the run's T, and is NaN for event-only models: nullable.
             metrics.append(pa.field(key, pa.float64(), nullable=key in alphas))
-    return pa.schema([*head, *metrics])
+    return pa.schema([*_RUN_HEAD, *metrics])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,13 +380,7 @@ def epoch_rows(recorder: SweepRecorder, max_T: int) -> list[dict[str, Any]]:
     for record in sorted(recorder.runs.values(), key=lambda r: (r.plan_key, r.seed_index)):
         for epoch in sorted(record.epochs):
             metrics = record.epochs[epoch]
-            row = {
-                "trial_id": record.trial_id,
-                "plan_key": record.plan_key,
-                "config_hash": record.config_hash,
-                "seed": record.seed,
-                "stage": record.stage,
-            }
+            row = _run_head(record)
             for key in keys:
                 value = metrics.get(key)
                 if key in INT_KEYS:
@@ -393,11 +400,7 @@ def epoch_rows(recorder: SweepRecorder, max_T: int) -> list[dict[str, Any]]:
 def layers_schema() -> pa.Schema:
     return pa.schema(
         [
-            pa.field("trial_id", pa.string(), nullable=False),
-            pa.field("plan_key", pa.string(), nullable=False),
-            pa.field("config_hash", pa.string(), nullable=False),
-            pa.field("seed", pa.int64(), nullable=False),
-            pa.field("stage", pa.string(), nullable=False),
+            *_RUN_HEAD,
             pa.field("epoch", pa.int64(), nullable=False),
             pa.field("layer", pa.string(), nullable=False),
             pa.field("firing_rate", pa.float64()),
@@ -409,20 +412,10 @@ def layer_rows(recorder: SweepRecorder) -> list[dict[str, Any]]:
     """Rows of ``layers.parquet``: one per run, epoch and neuron layer, in the network's layer order."""
     rows = []
     for record in sorted(recorder.runs.values(), key=lambda r: (r.plan_key, r.seed_index)):
+        head = _run_head(record)
         for epoch in sorted(record.layers):
             for layer, rate in record.layers[epoch].items():
-                rows.append(
-                    {
-                        "trial_id": record.trial_id,
-                        "plan_key": record.plan_key,
-                        "config_hash": record.config_hash,
-                        "seed": record.seed,
-                        "stage": record.stage,
-                        "epoch": epoch,
-                        "layer": layer,
-                        "firing_rate": rate,
-                    }
-                )
+                rows.append({**head, "epoch": epoch, "layer": layer, "firing_rate": rate})
     return rows
 
 

@@ -797,20 +797,8 @@ class _Parser:
         sampler_seed = value.get("sampler_seed", 0)
         if not _is_int(sampler_seed, minimum=0):
             raise self.fail("search.sampler_seed", f"{sampler_seed!r} must be an integer ≥ 0")
-        startup = value.get("n_startup_trials")
-        if startup is not None and not _is_int(startup, minimum=0):
-            raise self.fail("search.n_startup_trials", f"{startup!r} must be an integer ≥ 0")
-        if startup is not None and sampler != "tpe":
-            raise self.fail(
-                "search.n_startup_trials", f"only the tpe sampler takes it (sampler is {sampler})"
-            )
-        population = value.get("population_size")
-        if population is not None and not _is_int(population, minimum=2):
-            raise self.fail("search.population_size", f"{population!r} must be an integer ≥ 2")
-        if population is not None and sampler != "nsga2":
-            raise self.fail(
-                "search.population_size", f"only the nsga2 sampler takes it (sampler is {sampler})"
-            )
+        startup = self._sampler_option(value, "n_startup_trials", 0, "tpe", sampler)
+        population = self._sampler_option(value, "population_size", 2, "nsga2", sampler)
         search_seeds = self._search_seeds(value.get("seeds"), seeds, confirm, pruner)
         if not parameters and not arms and mode != "grid":
             raise self.fail("parameters", f"{mode} mode needs at least one parameter (or arm) to search over")
@@ -823,6 +811,20 @@ class _Parser:
             population_size=population,
             seeds=search_seeds,
         )
+
+    def _sampler_option(
+        self, value: dict[str, Any], key: str, minimum: int, owner: str, sampler: str
+    ) -> int | None:
+        """An optional integer setting of one sampler (``owner``): absent, or an integer ≥ ``minimum``
+        with that sampler chosen."""
+        option = value.get(key)
+        if option is None:
+            return None
+        if not _is_int(option, minimum=minimum):
+            raise self.fail(f"search.{key}", f"{option!r} must be an integer ≥ {minimum}")
+        if sampler != owner:
+            raise self.fail(f"search.{key}", f"only the {owner} sampler takes it (sampler is {sampler})")
+        return option
 
     def _search_seeds(
         self, value: Any, seeds: tuple[int, ...], confirm: ConfirmSpec | None, pruner: PrunerSpec

@@ -12,6 +12,7 @@ import optuna
 import pytest
 import yaml
 from ray.tune.search import Searcher
+from test_sweep_space import TINY_BASE
 
 from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import build_plan, front_configs
@@ -20,13 +21,6 @@ from orchestrator.space import Objective, SpaceError, load_space
 from orchestrator.summary import format_plan
 from orchestrator.sweepdir import SweepDir
 
-BASE = {
-    "T": 2,
-    "epochs": 2,
-    "batch_size": 8,
-    "model": {"width": 0.125},
-    "data": {"pair": "nshapes", "nshapes_classes": 4, "nshapes_per_class": 12, "event_size": 16},
-}
 ACCURACY_ENERGY = [
     {"metric": "best_test_top1", "mode": "max"},
     {"metric": "best_epoch_energy_uj", "mode": "min"},
@@ -37,7 +31,7 @@ def write(tmp_path, **overrides):
     doc = {
         "name": "mo",
         "preset": "quick",
-        "base": BASE,
+        "base": TINY_BASE,
         "parameters": {"method.beta": [0.0, 0.5, 1.0, 2.0]},
         "objective": ACCURACY_ENERGY,
     }

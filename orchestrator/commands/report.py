@@ -186,13 +186,8 @@ def run(args: argparse.Namespace) -> int:
         study=study,
         paper=paper,
         landscapes=landscapes,
-        pareto=pareto,
+        sections=[s for s in (pareto, time_steps) if s is not None],
     )
-    if time_steps is not None:
-        files = time_steps.write(out_dir, plots=not args.no_plots)
-        report_md = out_dir / "report.md"
-        report_md.write_text(report_md.read_text() + "\n" + files["md"].read_text())
-        written.files.extend(path for name, path in files.items() if name != "md")
     _print_report(report)
     if pareto is not None:
         print("\nPareto front (✓), seed means and CIs:\n")

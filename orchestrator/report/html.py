@@ -17,6 +17,7 @@ import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -153,8 +154,7 @@ def render_html(
     paper=None,
     paper_plots: dict[str, Path] | None = None,
     landscapes: list[Path] = (),
-    pareto=None,
-    pareto_png: Path | None = None,
+    sections: list[tuple[Any, Path | None]] = (),
 ) -> str:
     """The whole self-contained document (see the module docstring)."""
     sweep = report.sweep
@@ -181,15 +181,11 @@ def render_html(
             out.append(_image(path, name))
         out += [f"<p class='note'>note: {html.escape(n)}</p>" for n in getattr(paper, "notes", [])]
 
-    if pareto is not None:
-        names = " vs ".join(f"{html.escape(metric_title(m))} ({mode})" for m, mode in pareto.objectives)
-        out.append(
-            f"<h2>Pareto front</h2><p>{names}: seed means of each configuration, with {ci} t "
-            "intervals; ✓ marks the configurations no other one beats in every objective.</p>"
-        )
-        out.append(table_html(pareto.table()))
-        if pareto_png is not None:
-            out.append(_image(pareto_png, "Pareto front"))
+    for section, figure in sections:  # the Pareto front, accuracy vs time steps (write_report)
+        out.append(f"<h2>{html.escape(section.heading)}</h2><p>{html.escape(section.intro())}</p>")
+        out.append(table_html(section.table()))
+        if figure is not None:
+            out.append(_image(figure, section.heading))
 
     out.append(f"<h2>Configurations, ranked by {html.escape(metric_title(report.metric))}</h2>")
     out.append(f"<p>Mean ± half-width of the {ci} Student-t interval over completed seeds.</p>")

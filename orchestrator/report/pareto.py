@@ -20,7 +20,13 @@ from orchestrator.front import pareto_mask
 from orchestrator.report.aggregate import SweepReport
 from orchestrator.report.load import ReportInputError
 from orchestrator.report.stats import Estimate, describe
-from orchestrator.report.tables import Table, axis_label, format_number, metric_title
+from orchestrator.report.tables import (
+    Table,
+    axis_label,
+    format_mean_ci,
+    metric_title,
+    section_markdown,
+)
 
 __all__ = ["ParetoStudy", "build_pareto", "pareto_mask", "parse_objectives"]
 
@@ -70,13 +76,7 @@ class ParetoStudy:
         for p in self.points:
             row = ["✓" if p.on_front else "", p.label]
             for metric, _ in self.objectives:
-                e = p.estimates[metric]
-                interval = (
-                    ""
-                    if e.n < 2
-                    else f" [{format_number(e.ci_low, digits)}, {format_number(e.ci_high, digits)}]"
-                )
-                row.append(format_number(e.mean, digits) + interval)
+                row.append(format_mean_ci(p.estimates[metric], digits))
             row.append(str(min(p.estimates[m].n for m, _ in self.objectives)))
             rows.append(row)
         return Table(headers, rows)
@@ -100,19 +100,17 @@ class ParetoStudy:
             out.append(row)
         return out
 
-    def markdown(self, figure: str | None) -> str:
+    heading = "Pareto front"
+
+    def intro(self) -> str:
         names = " vs ".join(f"{metric_title(m)} ({mode})" for m, mode in self.objectives)
-        lines = [
-            "## Pareto front",
-            "",
+        return (
             f"{names}: seed means of each configuration, with {self.confidence:.0%} t intervals. ✓ marks "
-            "the configurations no other one beats in every objective (taken on the means).",
-            "",
-            self.table().to_markdown(),
-        ]
-        if figure:
-            lines += ["", f"![Pareto front]({figure})"]
-        return "\n".join(lines) + "\n"
+            "the configurations no other one beats in every objective (taken on the means)."
+        )
+
+    def markdown(self, figure: str | None) -> str:
+        return section_markdown(self.heading, self.intro(), self.table(), figure, self.heading)
 
     def write(self, out_dir: Path, plots: bool = True) -> dict[str, Path]:
         import pyarrow as pa  # noqa: PLC0415

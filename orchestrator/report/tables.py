@@ -116,6 +116,23 @@ def format_number(value: float, digits: int = 2) -> str:
     return DASH if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def format_mean_ci(est: Estimate, digits: int = 2) -> str:
+    """``mean [low, high]`` of the t interval; the mean alone where there is no interval (one seed)."""
+    interval = (
+        "" if est.n < 2 else f" [{format_number(est.ci_low, digits)}, {format_number(est.ci_high, digits)}]"
+    )
+    return format_number(est.mean, digits) + interval
+
+
+def section_markdown(heading: str, intro: str, table: Table, figure: str | None, alt: str) -> str:
+    """A report section beside the main one (``pareto.md``, ``time_steps.md``): heading, what it shows,
+    its table, and its figure when one was drawn."""
+    lines = [f"## {heading}", "", intro, "", table.to_markdown()]
+    if figure:
+        lines += ["", f"![{alt}]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
 def format_estimate(est: Estimate, digits: int = 2) -> str:
     """``mean ± half-width`` of the t interval; one seed shows its value and ``(n=1)``."""
     if est.n == 0:

@@ -13,7 +13,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from orchestrator.report.tables import Table, axis_label
+from orchestrator.report.stats import Estimate, describe
+from orchestrator.report.tables import Table, axis_label, format_mean_ci, section_markdown
 
 __all__ = ["SweepTimeSteps", "best_config_time_steps", "time_steps_table", "write_time_steps"]
 
@@ -72,6 +73,9 @@ def write_time_steps(rows: list[dict[str, Any]], out_dir: Path, title: str) -> d
 # --------------------------------------------------------------------------------------------------
 # a sweep's best configuration, over its seeds (``spikesweep report SWEEP --time-steps``)
 
+_KEYS = ("test_top1", "energy_uj", "test_firing_rate")
+_DIGITS = {"test_top1": 2, "energy_uj": 4, "test_firing_rate": 4}
+
 
 @dataclass
 class SweepTimeSteps:
@@ -83,54 +87,39 @@ class SweepTimeSteps:
     confidence: float
     per_seed: dict[int, list[dict[str, Any]]]
 
-    def summary(self) -> list[dict[str, Any]]:
-        from orchestrator.report.stats import describe  # noqa: PLC0415
+    heading = "Accuracy and energy vs time steps (best configuration)"
 
-        out = []
+    def summary(self) -> list[tuple[int, dict[str, Estimate]]]:
+        """Per T': the estimate over seeds of accuracy, energy and firing rate."""
         steps = [r["time_steps"] for r in next(iter(self.per_seed.values()))]
-        for i, t in enumerate(steps):
-            row: dict[str, Any] = {"time_steps": t, "n": len(self.per_seed)}
-            for key in ("test_top1", "energy_uj", "test_firing_rate"):
-                e = describe([rows[i][key] for rows in self.per_seed.values()], self.confidence)
-                row |= {f"{key}_mean": e.mean, f"{key}_ci_low": e.ci_low, f"{key}_ci_high": e.ci_high}
-            out.append(row)
-        return out
+        return [
+            (
+                t,
+                {
+                    key: describe([rows[i][key] for rows in self.per_seed.values()], self.confidence)
+                    for key in _KEYS
+                },
+            )
+            for i, t in enumerate(steps)
+        ]
 
     def table(self) -> Table:
-        def cell(row: dict[str, Any], key: str, digits: int) -> str:
-            interval = (
-                ""
-                if row["n"] < 2
-                else f" [{row[key + '_ci_low']:.{digits}f}, {row[key + '_ci_high']:.{digits}f}]"
-            )
-            return f"{row[key + '_mean']:.{digits}f}{interval}"
-
         ci = f"{self.confidence:.0%} CI"
         headers = ["T'", f"test top-1 (%, mean [{ci}])", f"energy (µJ, mean [{ci}])", "firing rate", "n"]
         body = [
-            [
-                str(r["time_steps"]),
-                cell(r, "test_top1", 2),
-                cell(r, "energy_uj", 4),
-                cell(r, "test_firing_rate", 4),
-                str(r["n"]),
-            ]
-            for r in self.summary()
+            [str(t), *(format_mean_ci(est[key], _DIGITS[key]) for key in _KEYS), str(len(self.per_seed))]
+            for t, est in self.summary()
         ]
         return Table(headers, body)
 
-    def markdown(self, figure: str | None) -> str:
-        lines = [
-            "## Accuracy and energy vs time steps (best configuration)",
-            "",
+    def intro(self) -> str:
+        return (
             f"{self.label} (T = {self.T}): each seed's best-epoch checkpoint with inference stopped "
-            f"after the first T' of each recording's frames; seeds {sorted(self.per_seed)}.",
-            "",
-            self.table().to_markdown(),
-        ]
-        if figure:
-            lines += ["", f"![accuracy and energy vs time steps]({figure})"]
-        return "\n".join(lines) + "\n"
+            f"after the first T' of each recording's frames; seeds {sorted(self.per_seed)}."
+        )
+
+    def markdown(self, figure: str | None) -> str:
+        return section_markdown(self.heading, self.intro(), self.table(), figure, "accuracy and energy vs T'")
 
     def write(self, out_dir: Path, plots: bool = True) -> dict[str, Path]:
         import pyarrow as pa  # noqa: PLC0415
@@ -146,7 +135,7 @@ class SweepTimeSteps:
 
     def _plot(self, path: Path) -> Path:
         summary = self.summary()
-        steps = [r["time_steps"] for r in summary]
+        steps = [t for t, _ in summary]
         n = next(iter(self.per_seed.values()))[0]["test_samples"]
         fig = Figure(figsize=(6.5, 4))
         ax = fig.add_subplot()
@@ -154,14 +143,11 @@ class SweepTimeSteps:
             ("test_top1", ax, "o-", "C0"),
             ("energy_uj", ax.twinx(), "s--", "C3"),
         ):
-            means = [r[f"{key}_mean"] for r in summary]
+            est = [e[key] for _, e in summary]
             err = None
-            if summary[0]["n"] > 1:
-                err = [
-                    [m - r[f"{key}_ci_low"] for m, r in zip(means, summary, strict=True)],
-                    [r[f"{key}_ci_high"] - m for m, r in zip(means, summary, strict=True)],
-                ]
-            axis.errorbar(steps, means, yerr=err, fmt=style, color=color, capsize=3)
+            if len(self.per_seed) > 1:
+                err = [[e.mean - e.ci_low for e in est], [e.ci_high - e.mean for e in est]]
+            axis.errorbar(steps, [e.mean for e in est], yerr=err, fmt=style, color=color, capsize=3)
             if key == "energy_uj":
                 axis.set_ylabel("energy per inference (µJ)", color=color)
                 axis.set_ylim(bottom=0)

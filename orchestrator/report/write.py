@@ -42,7 +42,7 @@ def write_report(
     study=None,
     paper=None,
     landscapes=(),
-    pareto=None,
+    sections=(),
 ) -> WrittenReport:
     """Write ``summary.parquet``, ``comparisons.parquet``, the PNGs, ``ablation.tex`` and ``report.md``.
 
@@ -50,9 +50,11 @@ def write_report(
     ``paper`` a :class:`~orchestrator.report.paper.DataRatioStudy` or
     :class:`~orchestrator.report.paper.AblationStudy`, whose files are written too and whose section
     leads ``report.md``. ``landscapes`` are loss-landscape PNGs of the sweep's runs
-    (``spikesweep landscape``), shown in their own section. ``pareto`` a
-    :class:`~orchestrator.report.pareto.ParetoStudy` (a multi-objective sweep, or ``--pareto``): its
-    files, and its section in ``report.md`` and ``report.html``.
+    (``spikesweep landscape``), shown in their own section. ``sections`` are further studies of the
+    sweep — :class:`~orchestrator.report.pareto.ParetoStudy` (a multi-objective sweep, or ``--pareto``),
+    :class:`~orchestrator.report.time_steps.SweepTimeSteps` (``--time-steps``) — each with a ``heading``,
+    ``intro()``, ``table()`` and ``write(out_dir, plots)``: their files, and a section of ``report.md``
+    and ``report.html`` each.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,12 +99,12 @@ def write_report(
         figure = "data_ratio.png" if plots and paper.kind == "data_ratio" else None
         paper_section = paper.markdown(figure)
 
-    pareto_png = None
-    if pareto is not None:
-        pareto_files = pareto.write(out_dir, plots=plots)
-        pareto_png = pareto_files.get("png")  # shown in its own section, not among the figures
-        written.files.extend(path for name, path in pareto_files.items() if name != "md")
-        paper_section = (paper_section or "") + "\n" + pareto_files["md"].read_text()
+    drawn_sections = []  # (section, its figure or None): each shown in its own place, not among the figures
+    for section in sections:
+        files = section.write(out_dir, plots=plots)
+        drawn_sections.append((section, files.get("png")))
+        written.files.extend(path for name, path in files.items() if name != "md")
+        paper_section = (paper_section or "") + "\n" + files["md"].read_text()
 
     if landscapes:
         section = ["## Loss landscapes", "", "Written by `spikesweep landscape` for runs of this sweep:", ""]
@@ -119,9 +121,7 @@ def write_report(
     page = out_dir / "report.html"
     other_plots = {k: p for k, p in written.plots.items() if k not in paper_plots}
     page.write_text(
-        render_html(
-            report, other_plots, written.notes, paper, paper_plots, list(landscapes), pareto, pareto_png
-        )
+        render_html(report, other_plots, written.notes, paper, paper_plots, list(landscapes), drawn_sections)
     )
     written.files.append(page)
     return written
