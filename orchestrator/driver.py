@@ -226,7 +226,8 @@ def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: Text
     from engine.training.records import metric_keys  # noqa: PLC0415
     from orchestrator.optuna_bridge import OptunaSearcher, StudyBridge, build_scheduler  # noqa: PLC0415
     from orchestrator.progress import ProgressTable  # noqa: PLC0415
-    from orchestrator.results import ResultsCallback, SweepRecorder  # noqa: PLC0415
+    from orchestrator.records.journal import SweepRecorder  # noqa: PLC0415
+    from orchestrator.results import ResultsCallback  # noqa: PLC0415
     from orchestrator.trainable import FaultSpec, TrialSetup, run_trial  # noqa: PLC0415
 
     setup = TrialSetup(

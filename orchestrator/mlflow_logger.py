@@ -6,7 +6,7 @@ new runs while the old ones stay RUNNING forever. This logger
 
 * finds its runs again by tags (``spikesweep.sweep_id`` + ``spikesweep.run_key``), so a resumed sweep
   continues the same parent and children — never a duplicate — and reopens them as RUNNING;
-* syncs MLflow *from the driver's journal* (:class:`orchestrator.results.SweepRecorder`): each child
+* syncs MLflow *from the driver's journal* (:class:`orchestrator.records.journal.SweepRecorder`): each child
   remembers the last epoch it holds (tag ``spikesweep.last_epoch``, written in the same batch as the
   metrics), so epochs replayed after a resume are not logged twice and epochs whose batch was lost with
   a killed driver are backfilled;
@@ -39,7 +39,7 @@ from engine.training.rundir import LAYERS_FILE, RECORDS_FILE
 from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import PlannedTrial, config_for
 from orchestrator.records import TrialStatus
-from orchestrator.results import RunRecord, SweepRecorder, run_key
+from orchestrator.records.journal import RunRecord, SweepRecorder, run_key
 from orchestrator.sweepdir import BEST_EXPORT, SweepMeta
 
 __all__ = ["MlflowSweepLogger"]

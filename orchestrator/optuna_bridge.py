@@ -56,6 +56,7 @@ from orchestrator.records import (
     SEED_INDEX_KEY,
     TrialStatus,
 )
+from orchestrator.records.tables import StudyTrial
 from orchestrator.space import Param, SweepSpace
 from orchestrator.sweepdir import SweepDir
 
@@ -539,6 +540,16 @@ class StudyBridge:
                 self._tell(entry, TrialState.FAIL, None, reason)
                 count += 1
         return count
+
+    def table_trials(self) -> list[StudyTrial]:
+        """The newest attempt of every plan key, as the Parquet tables need it."""
+        tune_ids: dict[int, str] = {}
+        for tune_id, number in self.tune_to_number.items():
+            tune_ids.setdefault(number, tune_id)
+        return [
+            StudyTrial(e.number, e.planned, status_from_optuna(e.state), tune_ids.get(e.number, ""))
+            for e in self.latest_entries()
+        ]
 
     def status_of(self, number: int) -> str:
         return status_from_optuna(self._index()[number].state)

@@ -16,7 +16,7 @@ from ray.tune import Callback
 from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import PlannedTrial
 from orchestrator.records import TrialStatus
-from orchestrator.results import SweepRecorder
+from orchestrator.records.journal import SweepRecorder
 
 __all__ = ["ProgressTable", "format_table"]
 

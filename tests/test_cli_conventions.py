@@ -67,7 +67,7 @@ def test_progress_summary_counts_runs_and_estimates_the_rest():
     from types import SimpleNamespace
 
     from orchestrator.progress import progress_summary
-    from orchestrator.results import RunRecord
+    from orchestrator.records.journal import RunRecord
     from orchestrator.space import load_space
 
     space = load_space(
@@ -93,7 +93,8 @@ def test_a_journal_from_before_the_activity_keys_still_makes_epochs_parquet(tmp_
 
     import pyarrow as pa  # noqa: PLC0415
 
-    from orchestrator.results import RunRecord, epoch_rows, epochs_schema  # noqa: PLC0415
+    from orchestrator.records.journal import RunRecord  # noqa: PLC0415
+    from orchestrator.records.tables import epoch_rows, epochs_schema  # noqa: PLC0415
 
     old = {"epoch": 0, "best_epoch": 0, "test_top1": 40.0, "alpha_0": 0.5}
     record = RunRecord("g0000s0", 0, 0, "t", "grid", "h", epochs={0: old})

@@ -23,6 +23,8 @@ SLURM_MODULES = sorted(f"orchestrator.slurm.{p.stem}" for p in (ORCHESTRATOR / "
         (
             [
                 "orchestrator.records",
+                "orchestrator.records.journal",
+                "orchestrator.records.tables",
                 "orchestrator.front",
                 "orchestrator.summary",
                 *REPORT_MODULES,

@@ -112,7 +112,7 @@ def test_nan_never_reaches_optuna(bridge_factory) -> None:
 def test_mlflow_outage_is_a_warning_not_a_crash(bridge_factory, tmp_path, caplog) -> None:
     from engine.training.records import metric_keys
     from orchestrator.mlflow_logger import MlflowSweepLogger
-    from orchestrator.results import SweepRecorder
+    from orchestrator.records.journal import SweepRecorder
 
     bridge = bridge_factory()
     recorder = SweepRecorder(tmp_path / "journal.jsonl", metric_keys(2))

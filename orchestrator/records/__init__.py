@@ -1,10 +1,13 @@
-"""The orchestrator's shared words, in one layer that imports no Ray, Optuna or MLflow.
+"""The orchestrator's shared words and records, in one layer that imports no Ray, Optuna or MLflow.
 
-The driver's adapters (the Optuna bridge, the results callback, the MLflow logger, progress) and the
-light readers (``report/``, ``slurm/``, ``commands/``) all speak of trial statuses and of the keys the
-sweep trainable adds to a Tune result. Defined here once, so the readers never import an adapter to
-learn a word and never re-spell one; the mappings to Optuna's and MLflow's own states stay with their
-adapters.
+* here: the trial statuses and the keys the sweep trainable adds to a Tune result;
+* :mod:`~orchestrator.records.journal`: the append-only journal of every run's epochs (the run record
+  and run key);
+* :mod:`~orchestrator.records.tables`: the Parquet tables derived from it (schemas and rows).
+
+The driver's adapters (:mod:`orchestrator.tune`) and the light readers (``report/``, ``slurm/``,
+``commands/``) all speak of these. Defined here once, so the readers never import an adapter to learn a
+word and never re-spell one; the mappings to Optuna's and MLflow's own states stay with their adapters.
 """
 
 from __future__ import annotations
