@@ -29,7 +29,7 @@ def _config(args: argparse.Namespace, seed: int) -> RunConfig:
 
 def _one_run(args: argparse.Namespace, seed: int, fraction: float, out: str, results: mp.Queue) -> None:
     from engine.training import train
-    from orchestrator.trainable import TrialSetup, _bound_resources
+    from orchestrator.tune.trainable import TrialSetup, _bound_resources
 
     _bound_resources(
         TrialSetup(base={}, sweep_dir=out, metric="best_test_top1", cpus=1, gpu_fraction=fraction)
@@ -41,7 +41,7 @@ def _one_run(args: argparse.Namespace, seed: int, fraction: float, out: str, res
 
 
 def _bound_holds(fraction: float, results: mp.Queue) -> None:
-    from orchestrator.trainable import TrialSetup, _bound_resources
+    from orchestrator.tune.trainable import TrialSetup, _bound_resources
 
     _bound_resources(TrialSetup(base={}, sweep_dir="", metric="x", cpus=1, gpu_fraction=fraction))
     total = torch.cuda.get_device_properties(0).total_memory

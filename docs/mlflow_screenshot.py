@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from orchestrator.mlflow_logger import TRAINING_RUNS_VIEW
+from orchestrator.tune.mlflow_logger import TRAINING_RUNS_VIEW
 
 
 def _free_port() -> int:

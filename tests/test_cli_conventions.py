@@ -66,9 +66,9 @@ def test_progress_summary_counts_runs_and_estimates_the_rest():
     from pathlib import Path
     from types import SimpleNamespace
 
-    from orchestrator.progress import progress_summary
     from orchestrator.records.journal import RunRecord
     from orchestrator.space import load_space
+    from orchestrator.tune.progress import progress_summary
 
     space = load_space(
         Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"

@@ -222,10 +222,10 @@ def test_resume_refuses_state_another_user_could_have_written(tmp_path):
     """A planted tuner.pkl whose unpickling would create a file never runs."""
     import os
 
-    from orchestrator.driver import run_sweep
     from orchestrator.space import load_space
     from orchestrator.sweepdir import SweepDir
     from orchestrator.trust import UntrustedStateError
+    from orchestrator.tune.driver import run_sweep
 
     space_file = tmp_path / "smoke.yaml"
     space_file.write_text(SMOKE.read_text())
@@ -261,9 +261,9 @@ def test_resume_refuses_state_another_user_could_have_written(tmp_path):
 
 
 def test_a_sweep_that_never_started_can_be_rerun_with_an_edited_space(tmp_path, capsys):
-    from orchestrator.driver import run_sweep
     from orchestrator.space import load_space
     from orchestrator.sweepdir import SweepDir
+    from orchestrator.tune.driver import run_sweep
 
     raw = _smoke()
     raw["resources"] = {"cpu": 1, "gpu": 1}  # this machine has no GPU

@@ -53,8 +53,8 @@ def test_light_modules_import_no_heavy_package(modules, absent):
 
 
 def test_every_space_pruner_has_a_constructor_and_no_other():
-    from orchestrator.optuna_bridge import PRUNER_CONSTRUCTORS
     from orchestrator.space import PRUNERS
+    from orchestrator.tune.pruners import PRUNER_CONSTRUCTORS
 
     assert set(PRUNER_CONSTRUCTORS) == set(PRUNERS)
 

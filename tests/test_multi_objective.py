@@ -14,12 +14,13 @@ import yaml
 from ray.tune.search import Searcher
 from test_sweep_space import TINY_BASE
 
-from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import build_plan, front_configs
 from orchestrator.records import COMPLETE_KEY, SEED_KEY
 from orchestrator.space import Objective, SpaceError, load_space
 from orchestrator.summary import format_plan
 from orchestrator.sweepdir import SweepDir
+from orchestrator.tune.searcher import TrialPlanner
+from orchestrator.tune.study import SweepStudy
 
 ACCURACY_ENERGY = [
     {"metric": "best_test_top1", "mode": "max"},
@@ -159,36 +160,41 @@ def test_study_has_one_direction_per_objective_and_confirms_the_front(tmp_path) 
     space = load_space(write(tmp_path, seeds=[7, 8], confirm={}))
     sweep_dir = SweepDir.for_space(space, tmp_path / "sweeps", None)
     sweep_dir.create(space)
-    bridge = StudyBridge(space, sweep_dir)
-    assert bridge.study.directions == [
+    planner = TrialPlanner(SweepStudy(space, sweep_dir))
+    assert planner.study.optuna.directions == [
         optuna.study.StudyDirection.MAXIMIZE,
         optuna.study.StudyDirection.MINIMIZE,
     ]
-    assert bridge.study.user_attrs["objectives"] == ["best_test_top1:max", "best_epoch_energy_uj:min"]
+    assert planner.study.optuna.user_attrs["objectives"] == ["best_test_top1:max", "best_epoch_energy_uj:min"]
 
     # (accuracy, energy) per grid point: g1 is beaten by g0 in both, g3 by g2; g0 and g2 trade off
     outcomes = {0: (80.0, 10.0), 1: (70.0, 12.0), 2: (60.0, 4.0), 3: (60.0, 5.0)}
-    configs = [bridge.next_trial(f"t{i}") for i in range(4)]
+    configs = [planner.next_trial(f"t{i}") for i in range(4)]
     assert [c["plan_key"] for c in configs] == ["g0000s7", "g0001s7", "g0002s7", "g0003s7"]
-    assert bridge.next_trial("wait") is None  # the front needs every search trial finished
+    assert planner.next_trial("wait") is None  # the front needs every search trial finished
     for i, config in enumerate(configs):
         accuracy, energy = outcomes[i]
         result = {"epoch": 1, SEED_KEY: 7, COMPLETE_KEY: True}
         result |= {"best_test_top1": accuracy, "best_epoch_energy_uj": energy}
         # no intermediate values in a multi-objective study, and nothing to prune
-        assert not bridge.report(f"t{i}", {**result, COMPLETE_KEY: False, "epoch": 0}, config, may_prune=True)
-        assert bridge.complete(f"t{i}", result, error=False) == "COMPLETE"
-    trials = bridge.study.trials
+        assert not planner.study.report(
+            f"t{i}", {**result, COMPLETE_KEY: False, "epoch": 0}, config, may_prune=True
+        )
+        assert planner.study.complete(f"t{i}", result, error=False) == "COMPLETE"
+    trials = planner.study.optuna.trials
     assert [t.values for t in trials] == [list(outcomes[i]) for i in range(4)]
     assert all(t.intermediate_values == {} for t in trials)
 
-    confirm = [bridge.next_trial(f"c{i}") for i in range(3)]
+    confirm = [planner.next_trial(f"c{i}") for i in range(3)]
     assert [c["plan_key"] if isinstance(c, dict) else c for c in confirm] == [
         f"c{configs[0]['config_hash']}s8",
         f"c{configs[2]['config_hash']}s8",
         Searcher.FINISHED,
     ]
-    assert [s.config_hash for s in bridge.front()] == [configs[0]["config_hash"], configs[2]["config_hash"]]
+    assert [s.config_hash for s in planner.study.front()] == [
+        configs[0]["config_hash"],
+        configs[2]["config_hash"],
+    ]
 
     # a run whose energy is not finite fails, naming the metric
     result = {
@@ -198,8 +204,8 @@ def test_study_has_one_direction_per_objective_and_confirms_the_front(tmp_path) 
         "best_test_top1": 81.0,
         "best_epoch_energy_uj": float("nan"),
     }
-    assert bridge.complete("c0", result, error=False) == "FAILED"
-    assert bridge.study.trials[4].user_attrs["fail_reason"] == "non-finite best_epoch_energy_uj"
+    assert planner.study.complete("c0", result, error=False) == "FAILED"
+    assert planner.study.optuna.trials[4].user_attrs["fail_reason"] == "non-finite best_epoch_energy_uj"
 
 
 def test_nsga2_sampler_is_built_with_its_population(tmp_path) -> None:
@@ -211,10 +217,10 @@ def test_nsga2_sampler_is_built_with_its_population(tmp_path) -> None:
     space = load_space(path)
     sweep_dir = SweepDir.for_space(space, tmp_path / "sweeps", None)
     sweep_dir.create(space)
-    bridge = StudyBridge(space, sweep_dir)
-    sampler = bridge.study.sampler
+    planner = TrialPlanner(SweepStudy(space, sweep_dir))
+    sampler = planner.study.optuna.sampler
     assert isinstance(sampler, optuna.samplers.NSGAIISampler)
-    configs = [bridge.next_trial(f"t{i}") for i in range(3)]
+    configs = [planner.next_trial(f"t{i}") for i in range(3)]
     betas = [c["params"]["method.beta"] for c in configs]
     assert len(set(betas)) == 3 and all(0.0 <= b <= 1.0 for b in betas)
     assert list(itertools.chain(c["seeds"] for c in configs)) == [[42], [42], [42]]

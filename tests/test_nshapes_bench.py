@@ -96,7 +96,7 @@ def test_reduced_data_ratio_study_end_to_end(tmp_path):
     import ray
 
     from orchestrator.commands import report as report_command
-    from orchestrator.driver import run_sweep
+    from orchestrator.tune.driver import run_sweep
 
     raw = yaml.safe_load((SPACES / "nshapes_paper_data_ratio.yaml").read_text())
     raw.update(name="ratio_e2e", seeds=[0, 1])

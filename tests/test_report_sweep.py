@@ -48,7 +48,7 @@ def smoke_space() -> dict:
 def sweep_dir(tmp_path_factory):
     import ray
 
-    from orchestrator.driver import run_sweep
+    from orchestrator.tune.driver import run_sweep
 
     root = tmp_path_factory.mktemp("real")
     space = root / "space.yaml"

@@ -27,11 +27,11 @@ from scipy import stats
 from engine.config import RunConfig
 from engine.training.evaluation import evaluate_checkpoint
 from engine.training.records import TIMING_KEYS, read_layer_records, read_records
-from orchestrator.driver import run_sweep
 from orchestrator.records.tables import epochs_schema, trials_schema
 from orchestrator.space import load_space
 from orchestrator.sweepdir import SweepDir
-from orchestrator.trainable import FAULT_ENV
+from orchestrator.tune.driver import run_sweep
+from orchestrator.tune.trainable import FAULT_ENV
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ import yaml
 from mlflow import MlflowClient
 
 from engine.errors import ConfigError
-from orchestrator.driver import run_sweep
+from orchestrator.tune.driver import run_sweep
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,10 @@ import yaml
 from engine.config import RunConfig
 from engine.errors import ConfigError, SpikesweepError
 from orchestrator.cli import main as cli_main
-from orchestrator.driver import run_sweep
 from orchestrator.plan import build_plan, confirm_trials, rank_configs
 from orchestrator.space import SpaceError, load_space
 from orchestrator.sweepdir import SweepDir
+from orchestrator.tune.driver import run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((REPO / "search_spaces").glob("*.yaml"))

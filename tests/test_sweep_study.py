@@ -1,6 +1,6 @@
 """The Optuna study behind the Tune searcher, across driver restarts (real Optuna on SQLite, no Ray).
 
-The end-to-end tests cannot choose the instant a driver dies; these drive the bridge's Tune-facing
+The end-to-end tests cannot choose the instant a driver dies; these drive the planner's Tune-facing
 methods directly to pin the cases that instant decides: an Optuna trial created after the last Tune
 snapshot is handed out again (never duplicated), a Tune trial restarted after it errored opens a new
 attempt, and NaN never reaches the study."""
@@ -14,17 +14,18 @@ import pytest
 import yaml
 from ray.tune.search import Searcher
 
-from orchestrator.optuna_bridge import OptunaSearcher, StudyBridge
 from orchestrator.plan import PlanKey
 from orchestrator.records import COMPLETE_KEY, SEED_KEY
 from orchestrator.space import load_space
 from orchestrator.sweepdir import SweepDir
+from orchestrator.tune.searcher import OptunaSearcher, TrialPlanner
+from orchestrator.tune.study import SweepStudy
 
 BASE = {"T": 2, "epochs": 2, "batch_size": 8, "model": {"width": 0.125}}
 
 
 @pytest.fixture
-def bridge_factory(tmp_path):
+def planner_factory(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -41,91 +42,91 @@ def bridge_factory(tmp_path):
     space = load_space(path)
     sweep_dir = SweepDir.for_space(space, tmp_path / "sweeps", None)
     sweep_dir.create(space)
-    return lambda: StudyBridge(space, sweep_dir)
+    return lambda: TrialPlanner(SweepStudy(space, sweep_dir))
 
 
 def epoch(value: float, index: int, last: bool = False) -> dict:
     return {"epoch": index, "test_loss": value, SEED_KEY: 7, COMPLETE_KEY: last}
 
 
-def states(bridge: StudyBridge) -> list[str]:
-    return [t.state.name for t in bridge.study.trials]
+def states(planner: TrialPlanner) -> list[str]:
+    return [t.state.name for t in planner.study.optuna.trials]
 
 
-def test_orphaned_trial_is_handed_out_again_after_a_driver_restart(bridge_factory) -> None:
-    first = bridge_factory()
+def test_orphaned_trial_is_handed_out_again_after_a_driver_restart(planner_factory) -> None:
+    first = planner_factory()
     config = first.next_trial("tuneA")
     assert config["plan_key"] == "g0000s7" and states(first) == ["RUNNING"]
-    first.report("tuneA", epoch(1.5, 0), config, may_prune=True)
+    first.study.report("tuneA", epoch(1.5, 0), config, may_prune=True)
 
     # The driver dies before Tune snapshotted tuneA: the restored searcher knows no Tune trial.
-    second = bridge_factory()
+    second = planner_factory()
     again = second.next_trial("tuneB")
     assert again == config  # same plan key, params and seeds …
-    assert len(second.study.trials) == 1  # … and the same Optuna trial, not a duplicate
-    assert second.study.trials[0].user_attrs["tune_trial_id"] == "tuneB"
-    assert second.study.trials[0].user_attrs["seed"] == 7  # visible in Optuna's own views
+    assert len(second.study.optuna.trials) == 1  # … and the same Optuna trial, not a duplicate
+    assert second.study.optuna.trials[0].user_attrs["tune_trial_id"] == "tuneB"
+    assert second.study.optuna.trials[0].user_attrs["seed"] == 7  # visible in Optuna's own views
     assert second.next_trial("tuneC")["plan_key"] == "g0001s7"
     assert second.next_trial("tuneD") == Searcher.FINISHED  # everything planned exists
 
     # The replayed epoch is not reported twice; the trial finishes once.
-    second.report("tuneB", epoch(1.5, 0), again, may_prune=True)
-    second.report("tuneB", epoch(1.2, 1, last=True), again, may_prune=True)
-    assert second.complete("tuneB", epoch(1.2, 1, last=True), error=False) == "COMPLETE"
-    assert second.complete("tuneB", epoch(1.2, 1, last=True), error=False) is None
-    assert second.study.trials[0].intermediate_values == {0: 1.5, 1: 1.2}
+    second.study.report("tuneB", epoch(1.5, 0), again, may_prune=True)
+    second.study.report("tuneB", epoch(1.2, 1, last=True), again, may_prune=True)
+    assert second.study.complete("tuneB", epoch(1.2, 1, last=True), error=False) == "COMPLETE"
+    assert second.study.complete("tuneB", epoch(1.2, 1, last=True), error=False) is None
+    assert second.study.optuna.trials[0].intermediate_values == {0: 1.5, 1: 1.2}
     assert not second.is_complete()
-    second.complete("tuneC", epoch(1.4, 1, last=True), error=False)
+    second.study.complete("tuneC", epoch(1.4, 1, last=True), error=False)
     assert second.is_complete()
     assert states(second) == ["COMPLETE", "COMPLETE"]
 
 
-def test_errored_trial_resumed_by_tune_opens_a_new_attempt(bridge_factory, tmp_path) -> None:
-    bridge = bridge_factory()
-    config = bridge.next_trial("tuneA")
-    assert bridge.complete("tuneA", None, error=True) == "FAILED"
-    OptunaSearcher(bridge).save(str(tmp_path / "searcher.json"))  # Tune's experiment snapshot
+def test_errored_trial_resumed_by_tune_opens_a_new_attempt(planner_factory, tmp_path) -> None:
+    planner = planner_factory()
+    config = planner.next_trial("tuneA")
+    assert planner.study.complete("tuneA", None, error=True) == "FAILED"
+    OptunaSearcher(planner).save(str(tmp_path / "searcher.json"))  # Tune's experiment snapshot
 
     # `Tuner.restore(..., resume_errored=True)` runs the same Tune trial again.
-    restored = bridge_factory()
+    restored = planner_factory()
     OptunaSearcher(restored).restore(str(tmp_path / "searcher.json"))
-    restored.report("tuneA", epoch(1.3, 0), config, may_prune=True)
+    restored.study.report("tuneA", epoch(1.3, 0), config, may_prune=True)
     assert states(restored) == ["FAIL", "RUNNING"]
-    attempt = restored.study.trials[1]
+    attempt = restored.study.optuna.trials[1]
     assert attempt.user_attrs["plan_key"] == "g0000s7" and attempt.user_attrs["attempt"] == 2
-    assert attempt.params == restored.study.trials[0].params
-    restored.complete("tuneA", epoch(1.3, 1, last=True), error=False)
+    assert attempt.params == restored.study.optuna.trials[0].params
+    restored.study.complete("tuneA", epoch(1.3, 1, last=True), error=False)
     assert states(restored) == ["FAIL", "COMPLETE"]
-    assert [e.number for e in restored.latest_entries()] == [1]  # the plan key's newest attempt counts
+    assert [e.number for e in restored.study.latest_entries()] == [1]  # the plan key's newest attempt counts
 
 
-def test_nan_never_reaches_optuna(bridge_factory) -> None:
-    bridge = bridge_factory()
-    config = bridge.next_trial("tuneA")
-    assert not bridge.report("tuneA", epoch(math.nan, 0), config, may_prune=True)
-    assert bridge.complete("tuneA", epoch(math.inf, 1, last=True), error=False) == "FAILED"
-    trial = bridge.study.trials[0]
+def test_nan_never_reaches_optuna(planner_factory) -> None:
+    planner = planner_factory()
+    config = planner.next_trial("tuneA")
+    assert not planner.study.report("tuneA", epoch(math.nan, 0), config, may_prune=True)
+    assert planner.study.complete("tuneA", epoch(math.inf, 1, last=True), error=False) == "FAILED"
+    trial = planner.study.optuna.trials[0]
     assert trial.state == optuna.trial.TrialState.FAIL and trial.intermediate_values == {}
     assert "non-finite test_loss" in trial.user_attrs["fail_reason"]
 
 
-def test_mlflow_outage_is_a_warning_not_a_crash(bridge_factory, tmp_path, caplog) -> None:
+def test_mlflow_outage_is_a_warning_not_a_crash(planner_factory, tmp_path, caplog) -> None:
     from engine.training.records import metric_keys
-    from orchestrator.mlflow_logger import MlflowSweepLogger
     from orchestrator.records.journal import SweepRecorder
+    from orchestrator.tune.mlflow_logger import MlflowSweepLogger
 
-    bridge = bridge_factory()
+    planner = planner_factory()
     recorder = SweepRecorder(tmp_path / "journal.jsonl", metric_keys(2))
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the store's directory should be")
     logger = MlflowSweepLogger(
-        bridge,
+        planner,
         recorder,
-        bridge.sweep_dir.read_meta(),
+        planner.study.sweep_dir.read_meta(),
         tracking_uri=f"sqlite:///{blocked}/mlflow.db",
         experiment="study",
         artifact_location=None,
-        space_file=bridge.sweep_dir.space_path,
+        space_file=planner.study.sweep_dir.space_path,
     )
     with caplog.at_level("WARNING"):
         logger.setup()
@@ -133,10 +134,10 @@ def test_mlflow_outage_is_a_warning_not_a_crash(bridge_factory, tmp_path, caplog
     assert "the sweep goes on" in caplog.text and "mlflow.db" in caplog.text
 
 
-def test_trial_asked_but_never_recorded_is_closed(bridge_factory) -> None:
-    bridge = bridge_factory()
-    bridge.study.ask()  # a driver that died between asking the sampler and recording the trial
-    restarted = bridge_factory()
+def test_trial_asked_but_never_recorded_is_closed(planner_factory) -> None:
+    planner = planner_factory()
+    planner.study.optuna.ask()  # a driver that died between asking the sampler and recording the trial
+    restarted = planner_factory()
     assert restarted.next_trial("tuneA")["plan_key"] == "g0000s7"
     assert states(restarted) == ["FAIL", "RUNNING"]
 
@@ -158,17 +159,17 @@ def test_random_configurations_run_on_every_search_seed_across_a_restart(tmp_pat
     space = load_space(path)
     sweep_dir = SweepDir.for_space(space, tmp_path / "sweeps", None)
     sweep_dir.create(space)
-    first = StudyBridge(space, sweep_dir)
+    first = TrialPlanner(SweepStudy(space, sweep_dir))
     a = first.next_trial("t1")
     assert a["plan_key"] == "o0000s1" and a["seeds"] == [1]
     # The driver dies here; the second seed of the sampled configuration was only queued in memory.
-    second = StudyBridge(space, sweep_dir)
+    second = TrialPlanner(SweepStudy(space, sweep_dir))
     handed = [second.next_trial(f"u{i}") for i in range(5)]
     keys = [h["plan_key"] if isinstance(h, dict) else h for h in handed]
     assert keys == ["o0000s1", "o0000s2", "o0001s1", "o0001s2", Searcher.FINISHED]
     assert handed[0]["params"] == handed[1]["params"] != handed[2]["params"] == handed[3]["params"]
     assert handed[0]["config_hash"] == handed[1]["config_hash"]
-    assert len(second.study.trials) == 4
+    assert len(second.study.optuna.trials) == 4
 
 
 @pytest.mark.parametrize(
@@ -204,8 +205,8 @@ def test_every_optuna_pruner_prunes_a_clearly_worse_trial(tmp_path, pruner, expe
     space = load_space(path)
     sweep_dir = SweepDir.for_space(space, tmp_path / "sweeps", None)
     sweep_dir.create(space)
-    bridge = StudyBridge(space, sweep_dir)
-    assert type(bridge.study.pruner) is expected
+    planner = TrialPlanner(SweepStudy(space, sweep_dir))
+    assert type(planner.study.optuna.pruner) is expected
     seed_aware = pruner["name"] == "wilcoxon"
     steps = 4 if seed_aware else 8
 
@@ -221,16 +222,16 @@ def test_every_optuna_pruner_prunes_a_clearly_worse_trial(tmp_path, pruner, expe
             }
         return epoch(value, step, last)
 
-    good = bridge.next_trial("good")
+    good = planner.next_trial("good")
     for step in range(steps):
-        assert not bridge.report("good", result(1.0 + 0.01 * step, step), good, may_prune=True)
-    assert bridge.complete("good", result(1.07, steps - 1), error=False) == "COMPLETE"
-    worse = bridge.next_trial("worse")
+        assert not planner.study.report("good", result(1.0 + 0.01 * step, step), good, may_prune=True)
+    assert planner.study.complete("good", result(1.07, steps - 1), error=False) == "COMPLETE"
+    worse = planner.next_trial("worse")
     stopped_at = next(
         (
             step
             for step in range(steps)
-            if bridge.report("worse", result(100.0 + step, step), worse, may_prune=True)
+            if planner.study.report("worse", result(100.0 + step, step), worse, may_prune=True)
         ),
         None,
     )
@@ -238,7 +239,7 @@ def test_every_optuna_pruner_prunes_a_clearly_worse_trial(tmp_path, pruner, expe
         assert stopped_at is None
     else:
         assert stopped_at is not None and stopped_at < steps - 1
-        assert bridge.complete("worse", result(100.0, stopped_at), error=False) == "PRUNED"
+        assert planner.study.complete("worse", result(100.0, stopped_at), error=False) == "PRUNED"
 
 
 @pytest.mark.parametrize(

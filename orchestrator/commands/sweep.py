@@ -1,4 +1,4 @@
-"""``spikesweep sweep SPACE.yaml``: run, resume or plan a sweep (see :mod:`orchestrator.driver`).
+"""``spikesweep sweep SPACE.yaml``: run, resume or plan a sweep (see :mod:`orchestrator.tune.driver`).
 
 Rerunning the same command on an existing sweep resumes it; ``--resume`` only makes that explicit (and
 fails if there is nothing to resume). ``--address`` joins an existing Ray cluster (the Slurm templates
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.driver import run_sweep  # noqa: PLC0415 — Ray, Optuna and MLflow load only here
+    from orchestrator.tune.driver import run_sweep  # noqa: PLC0415 — Ray, Optuna and MLflow load only here
 
     outcome = run_sweep(
         args.space,

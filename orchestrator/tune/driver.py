@@ -130,9 +130,10 @@ def run_sweep(
         # A resume unpickles Ray Tune's saved state, and unpickling runs whatever the file says: first
         # make sure nobody but us could have written anything in the sweep directory (orchestrator.trust).
         check_state_trusted(sweep_dir.root)
-        from orchestrator.optuna_bridge import StudyBridge  # noqa: PLC0415
+        from orchestrator.tune.searcher import TrialPlanner  # noqa: PLC0415
+        from orchestrator.tune.study import SweepStudy  # noqa: PLC0415
 
-        if sweep_dir.optuna_db.is_file() and StudyBridge(space, sweep_dir).is_complete():
+        if sweep_dir.optuna_db.is_file() and TrialPlanner(SweepStudy(space, sweep_dir)).is_complete():
             print(f"[sweep] {sweep_dir.name} is complete; nothing to run (Ray not started)", file=stream)
             return _conclude(space, sweep_dir, None, True, stream)
     check_datasets(space, plan)  # a missing dataset fails here, not in every trial on the cluster
@@ -224,11 +225,13 @@ def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: Text
     from ray import tune  # noqa: PLC0415
 
     from engine.training.records import metric_keys  # noqa: PLC0415
-    from orchestrator.optuna_bridge import OptunaSearcher, StudyBridge, build_scheduler  # noqa: PLC0415
-    from orchestrator.progress import ProgressTable  # noqa: PLC0415
     from orchestrator.records.journal import SweepRecorder  # noqa: PLC0415
-    from orchestrator.results import ResultsCallback  # noqa: PLC0415
-    from orchestrator.trainable import FaultSpec, TrialSetup, run_trial  # noqa: PLC0415
+    from orchestrator.tune.callback import ResultsCallback  # noqa: PLC0415
+    from orchestrator.tune.progress import ProgressTable  # noqa: PLC0415
+    from orchestrator.tune.schedulers import build_scheduler  # noqa: PLC0415
+    from orchestrator.tune.searcher import OptunaSearcher, TrialPlanner  # noqa: PLC0415
+    from orchestrator.tune.study import SweepStudy  # noqa: PLC0415
+    from orchestrator.tune.trainable import FaultSpec, TrialSetup, run_trial  # noqa: PLC0415
 
     setup = TrialSetup(
         base=space.base_config().to_dict(),
@@ -250,17 +253,18 @@ def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: Text
         tuner = tune.Tuner.restore(root, trainable, resume_unfinished=True, resume_errored=True)
         return tuner, True
 
-    bridge = StudyBridge(space, sweep_dir)
+    study = SweepStudy(space, sweep_dir)
+    planner = TrialPlanner(study)
     recorder = SweepRecorder(sweep_dir.journal, metric_keys(space.max_T()))
-    callbacks: list[Any] = [ResultsCallback(bridge, recorder, sweep_dir, meta)]
+    callbacks: list[Any] = [ResultsCallback(study, recorder, sweep_dir, meta)]
     if space.mlflow.enabled:
-        from orchestrator.mlflow_logger import MlflowSweepLogger  # noqa: PLC0415
+        from orchestrator.tune.mlflow_logger import MlflowSweepLogger  # noqa: PLC0415
 
         uri = space.mlflow.tracking_uri or sweep_dir.mlflow_default_uri
         artifacts = sweep_dir.mlflow_artifacts.as_uri() if space.mlflow.tracking_uri is None else None
         callbacks.append(
             MlflowSweepLogger(
-                bridge,
+                planner,
                 recorder,
                 meta,
                 tracking_uri=uri,
@@ -269,10 +273,10 @@ def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: Text
                 space_file=sweep_dir.space_path,
             )
         )
-    callbacks.append(ProgressTable(bridge, recorder, space.progress_interval_s))
+    callbacks.append(ProgressTable(study, recorder, space.progress_interval_s))
     tune_config = tune.TuneConfig(
-        search_alg=OptunaSearcher(bridge),
-        scheduler=build_scheduler(bridge),
+        search_alg=OptunaSearcher(planner),
+        scheduler=build_scheduler(study),
         num_samples=-1,  # the searcher decides when the plan is exhausted
         max_concurrent_trials=max_concurrent_trials(space),
         reuse_actors=True,
@@ -284,7 +288,7 @@ def _tuner(space: SweepSpace, sweep_dir: SweepDir, meta: SweepMeta, stream: Text
         storage_path=str(sweep_dir.storage),
         failure_config=tune.FailureConfig(max_failures=space.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        # Trials keep their files in node-local scratch (orchestrator.trainable.scratch_dir); what a
+        # Trials keep their files in node-local scratch (orchestrator.tune.trainable.scratch_dir); what a
         # resume needs travels in Tune's checkpoints and finished runs are exported to <sweep>/runs/,
         # so there are no trial "artifacts" worth copying.
         sync_config=tune.SyncConfig(sync_artifacts=False, sync_artifacts_on_checkpoint=False),
@@ -356,18 +360,19 @@ def _conclude(
     stream: TextIO,
     resume_command: str = "",
 ) -> SweepOutcome:
-    from orchestrator.optuna_bridge import StudyBridge  # noqa: PLC0415
     from orchestrator.records import TrialStatus  # noqa: PLC0415
+    from orchestrator.tune.searcher import TrialPlanner  # noqa: PLC0415
+    from orchestrator.tune.study import SweepStudy  # noqa: PLC0415
 
-    bridge = StudyBridge(space, sweep_dir)  # a fresh read of the study: the state on disk is the truth
-    complete = bridge.is_complete()
+    study = SweepStudy(space, sweep_dir)  # a fresh read of the study: the state on disk is the truth
+    complete = TrialPlanner(study).is_complete()
     statuses: dict[str, int] = {}
-    for status, n in bridge.status_counts().items():
+    for status, n in study.status_counts().items():
         shown = TrialStatus.shown(status, started=True, stopped=not complete)
         statuses[shown] = statuses.get(shown, 0) + n
-    best = bridge.ranking()
+    best = study.ranking()
     if space.multi_objective:
-        print(format_front(space, bridge.front()), file=stream)
+        print(format_front(space, study.front()), file=stream)
     else:
         print(format_best(space, best), file=stream)
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items()))

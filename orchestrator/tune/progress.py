@@ -13,10 +13,10 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import PlannedTrial
 from orchestrator.records import TrialStatus
 from orchestrator.records.journal import SweepRecorder
+from orchestrator.tune.study import SweepStudy
 
 __all__ = ["ProgressTable", "format_table"]
 
@@ -25,9 +25,9 @@ _MAX_ROWS = 16
 
 class ProgressTable(Callback):
     def __init__(
-        self, bridge: StudyBridge, recorder: SweepRecorder, interval_s: float, stream: TextIO | None = None
+        self, study: SweepStudy, recorder: SweepRecorder, interval_s: float, stream: TextIO | None = None
     ) -> None:
-        self.bridge = bridge
+        self.study = study
         self.recorder = recorder
         self.interval_s = interval_s
         self.stream = stream
@@ -50,7 +50,7 @@ class ProgressTable(Callback):
         now = time.monotonic()
         if now - self._last >= self.interval_s:
             self._last = now
-            self._print(format_table(self.bridge, self.recorder, trials, now - self._started))
+            self._print(format_table(self.study, self.recorder, trials, now - self._started))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Ray's own "Restored" line is hidden unless --verbose: say it in the sweep's voice, here in the
@@ -67,35 +67,35 @@ class ProgressTable(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         elapsed = time.monotonic() - self._started
-        self._print(format_table(self.bridge, self.recorder, trials, elapsed, stopped=True))
+        self._print(format_table(self.study, self.recorder, trials, elapsed, stopped=True))
 
     def _ending(self, trial: Any) -> str:
         planned = PlannedTrial.from_config(trial.config)
-        entry = self.bridge.entry_for_tune_trial(trial.trial_id)
-        status = self.bridge.status_of(entry.number) if entry else TrialStatus.FAILED
+        entry = self.study.entry_for_tune_trial(trial.trial_id)
+        status = self.study.status_of(entry.number) if entry else TrialStatus.FAILED
         records = self.recorder.runs_of(planned.plan_key)
         epochs = sum(len(r.epochs) for r in records)
-        value = _value(records[-1].last(), self.bridge.space.metric) if records else "-"
+        value = _value(records[-1].last(), self.study.space.metric) if records else "-"
         return (
             f"[sweep] {planned.plan_key} {status.lower()} after {epochs} epoch(s): "
-            f"{self.bridge.space.metric} = {value}  ({_params(planned)})"
+            f"{self.study.space.metric} = {value}  ({_params(planned)})"
         )
 
 
 def format_table(
-    bridge: StudyBridge, recorder: SweepRecorder, trials: list, elapsed_s: float, stopped: bool = False
+    study: SweepStudy, recorder: SweepRecorder, trials: list, elapsed_s: float, stopped: bool = False
 ) -> str:
-    space = bridge.space
+    space = study.space
     counts: dict[str, int] = {}
     rows = []
     for trial in trials:
         planned = PlannedTrial.from_config(trial.config)
-        entry = bridge.entry_for_tune_trial(trial.trial_id)
+        entry = study.entry_for_tune_trial(trial.trial_id)
         records = recorder.runs_of(planned.plan_key)
         status = TrialStatus.PENDING
         if entry is not None:
             started = trial.status == "RUNNING" and bool(records)
-            status = TrialStatus.shown(bridge.status_of(entry.number), started=started, stopped=stopped)
+            status = TrialStatus.shown(study.status_of(entry.number), started=started, stopped=stopped)
         counts[status] = counts.get(status, 0) + 1
         current = records[-1] if records else None
         last = current.last() if current else None
@@ -118,7 +118,7 @@ def format_table(
     header = ("status", "trial", "stage", "seed", "epoch", space.metric, "params")
     widths = [max(len(str(r[i])) for r in [header, *shown]) for i in range(len(header) - 1)]
     lines = [
-        f"== sweep {bridge.sweep_dir.name}: {progress_summary(bridge, recorder, elapsed_s)} — "
+        f"== sweep {study.sweep_dir.name}: {progress_summary(study, recorder, elapsed_s)} — "
         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     ]
     for row in [header, *shown]:
@@ -130,14 +130,14 @@ def format_table(
     return "\n".join(lines)
 
 
-def progress_summary(bridge: StudyBridge, recorder: SweepRecorder, elapsed_s: float) -> str:
+def progress_summary(study: SweepStudy, recorder: SweepRecorder, elapsed_s: float) -> str:
     """``k of N runs done, 12m elapsed, ETA 30m``: N is the plan's upper bound on engine runs; the ETA
     takes the mean time of the epochs finished so far (this session's and earlier ones') times the
     epochs still to run, spread over the trials running at once."""
     from orchestrator.plan import build_plan  # noqa: PLC0415
 
-    total = build_plan(bridge.space).max_engine_runs()
-    epochs = bridge.space.base_config().epochs
+    total = build_plan(study.space).max_engine_runs()
+    epochs = study.space.base_config().epochs
     records = list(recorder.runs.values())
     done = sum(1 for r in records if r.seed_done)
     times = [e["epoch_time_s"] for r in records for e in r.epochs.values() if e.get("epoch_time_s")]

@@ -36,11 +36,11 @@ from ray.tune.logger import LoggerCallback
 
 from engine.training.records import LAYER_RATE_PREFIX
 from engine.training.rundir import LAYERS_FILE, RECORDS_FILE
-from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import PlannedTrial, config_for
 from orchestrator.records import TrialStatus
 from orchestrator.records.journal import RunRecord, SweepRecorder, run_key
 from orchestrator.sweepdir import BEST_EXPORT, SweepMeta
+from orchestrator.tune.searcher import TrialPlanner
 
 __all__ = ["MlflowSweepLogger"]
 
@@ -110,7 +110,7 @@ class MlflowSweepLogger(LoggerCallback):
 
     def __init__(
         self,
-        bridge: StudyBridge,
+        planner: TrialPlanner,
         recorder: SweepRecorder,
         meta: SweepMeta,
         tracking_uri: str,
@@ -119,7 +119,8 @@ class MlflowSweepLogger(LoggerCallback):
         space_file: Path,
         flush_interval_s: float = 5.0,
     ) -> None:
-        self.bridge = bridge
+        self.planner = planner
+        self.study = planner.study
         self.recorder = recorder
         self.meta = meta
         self.tracking_uri = tracking_uri
@@ -188,7 +189,7 @@ class MlflowSweepLogger(LoggerCallback):
         if record is None:
             return
         child = self._child(record)
-        if record.seed_done and self.bridge.space.pruner.seed_aware:
+        if record.seed_done and self.study.space.pruner.seed_aware:
             # One seed of a multi-seed trial is done: close its run now, the trial goes on.
             self._sync(record, child)
             self._finish(record, child, TrialStatus.RUNNING)
@@ -198,8 +199,8 @@ class MlflowSweepLogger(LoggerCallback):
     @_tolerant
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         planned = PlannedTrial.from_config(trial.config)
-        entry = self.bridge.entry_for_tune_trial(trial.trial_id)
-        status = self.bridge.status_of(entry.number) if entry is not None else TrialStatus.FAILED
+        entry = self.study.entry_for_tune_trial(trial.trial_id)
+        status = self.study.status_of(entry.number) if entry is not None else TrialStatus.FAILED
         records = self.recorder.runs_of(planned.plan_key)
         for record in records:
             child = self._child(record)
@@ -232,7 +233,7 @@ class MlflowSweepLogger(LoggerCallback):
             if child.status == "RUNNING":
                 self.client.set_terminated(child.run_id, status="KILLED")
                 child.status = "KILLED"
-        complete = self.bridge.is_complete()
+        complete = self.planner.is_complete()
         self._summarise()
         print(f"[sweep] MLflow: {ui_link(self.tracking_uri, self._experiment_id)}", flush=True)
         self.client.set_tag(
@@ -246,16 +247,16 @@ class MlflowSweepLogger(LoggerCallback):
         from orchestrator.report.mlflow_aggregates import log_parent_summary, parent_summary  # noqa: PLC0415
         from orchestrator.report.stats import describe  # noqa: PLC0415
 
-        counts = self.bridge.status_counts()
-        ranking = self.bridge.ranking()
+        counts = self.study.status_counts()
+        ranking = self.study.ranking()
         best = None
         if ranking:
             top = ranking[0]
             label = " ".join(f"{k}={v}" for k, v in top.params.items()) or "(base)"
             best = (label, top.config_hash, describe(top.values))
-        metrics, tags = parent_summary(self.bridge.space.metric, counts, best)
-        if self.bridge.space.multi_objective:
-            front = self.bridge.front()
+        metrics, tags = parent_summary(self.study.space.metric, counts, best)
+        if self.study.space.multi_objective:
+            front = self.study.front()
             metrics["pareto_front_size"] = float(len(front))
             labels = "; ".join(" ".join(f"{k}={v}" for k, v in s.params.items()) or "(base)" for s in front)
             tags[PARETO_FRONT_TAG] = labels[:5000]
@@ -313,7 +314,7 @@ class MlflowSweepLogger(LoggerCallback):
                 return sorted(runs, key=lambda r: r.info.start_time or 0)
 
     def _create_parent(self) -> str:
-        space = self.bridge.space
+        space = self.study.space
         tags = {
             ROLE_TAG: "sweep",
             SWEEP_ID_TAG: self.meta.sweep_id,
@@ -342,11 +343,11 @@ class MlflowSweepLogger(LoggerCallback):
             return child
         from mlflow.entities import Param  # noqa: PLC0415
 
-        entry = self.bridge.entry_for_tune_trial(record.trial_id)
+        entry = self.study.entry_for_tune_trial(record.trial_id)
         planned = entry.planned if entry is not None else None
         overrides = planned.overrides if planned is not None else {}
-        config = config_for(self.bridge.space, self.bridge.space.base_config(), overrides, record.seed)
-        seed_aware = self.bridge.space.pruner.seed_aware
+        config = config_for(self.study.space, self.study.space.base_config(), overrides, record.seed)
+        seed_aware = self.study.space.pruner.seed_aware
         tags = {
             "mlflow.parentRunId": self.parent_id,
             ROLE_TAG: "trial",
@@ -416,12 +417,12 @@ class MlflowSweepLogger(LoggerCallback):
         """The run's ``epochs.parquet`` and ``layers.parquet`` (exported to ``runs/<plan key>/seed_<s>/``) as
         child artifacts, and
         its best-epoch checkpoint (``best/``) when the space's ``mlflow.log_checkpoint`` asks for it."""
-        exported = self.bridge.sweep_dir.run_export(record.plan_key, record.seed)
+        exported = self.study.sweep_dir.run_export(record.plan_key, record.seed)
         for name in (RECORDS_FILE, LAYERS_FILE):
             if (exported / name).is_file():
                 self.client.log_artifact(child.run_id, str(exported / name))
         best = exported / BEST_EXPORT
-        if self.bridge.space.mlflow.log_checkpoint == "best" and best.is_dir():
+        if self.study.space.mlflow.log_checkpoint == "best" and best.is_dir():
             self.client.log_artifacts(child.run_id, str(best), artifact_path=BEST_EXPORT)
 
     def _finish(self, record: RunRecord, child: _ChildRun, trial_status: str) -> None:

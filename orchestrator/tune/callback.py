@@ -7,11 +7,11 @@ from typing import Any
 
 from ray.tune import Callback
 
-from orchestrator.optuna_bridge import StudyBridge
 from orchestrator.plan import PlannedTrial
 from orchestrator.records.journal import SweepRecorder
 from orchestrator.records.tables import write_tables
 from orchestrator.sweepdir import SweepDir, SweepMeta
+from orchestrator.tune.study import SweepStudy
 
 __all__ = ["ResultsCallback"]
 
@@ -19,8 +19,8 @@ __all__ = ["ResultsCallback"]
 class ResultsCallback(Callback):
     """Journals every result and rewrites the Parquet tables whenever a trial ends (and at the end)."""
 
-    def __init__(self, bridge: StudyBridge, recorder: SweepRecorder, sweep_dir: SweepDir, meta: SweepMeta):
-        self.bridge = bridge
+    def __init__(self, study: SweepStudy, recorder: SweepRecorder, sweep_dir: SweepDir, meta: SweepMeta):
+        self.study = study
         self.recorder = recorder
         self.sweep_dir = sweep_dir
         self.meta = meta
@@ -44,5 +44,5 @@ class ResultsCallback(Callback):
         self.recorder.close()
 
     def write(self) -> None:
-        trials = self.bridge.table_trials()
-        write_tables(self.bridge.space, trials, self.recorder, self.sweep_dir, self.meta, self._configs)
+        trials = self.study.table_trials()
+        write_tables(self.study.space, trials, self.recorder, self.sweep_dir, self.meta, self._configs)
