@@ -8,6 +8,7 @@ attempt, and NaN never reaches the study."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -132,6 +133,75 @@ def test_mlflow_outage_is_a_warning_not_a_crash(planner_factory, tmp_path, caplo
         logger.setup()
         logger.on_experiment_end([])
     assert "the sweep goes on" in caplog.text and "mlflow.db" in caplog.text
+
+
+class _DriverKilled(BaseException):
+    """Stands for SIGKILL: not an Exception, so nothing on the way up catches it."""
+
+
+def test_epochs_committed_without_their_tag_are_not_logged_again(planner_factory, tmp_path, monkeypatch):
+    """MLflow's SQL store commits a log_batch as separate transactions (params, metrics, tags): a driver
+    killed between the metrics and the tags left an epoch that the resumed driver logged a second time
+    (seen in test_killed_driver_resumes_without_duplicates). The resumed logger reads the last epoch
+    back from the run's own ``epoch`` metric."""
+    from mlflow import MlflowClient
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from engine.training.records import metric_keys
+    from orchestrator.plan import PlannedTrial
+    from orchestrator.records.journal import SweepRecorder
+    from orchestrator.tune.mlflow_logger import MlflowSweepLogger
+
+    planner = planner_factory()
+    config = planner.next_trial("tuneA")
+    trial = SimpleNamespace(trial_id="tuneA", config=config)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recorder = SweepRecorder(tmp_path / "journal.jsonl", metric_keys(2))
+
+    def driver() -> MlflowSweepLogger:
+        recorder.reload()
+        return MlflowSweepLogger(
+            planner,
+            recorder,
+            planner.study.sweep_dir.read_meta(),
+            tracking_uri=uri,
+            experiment="study",
+            artifact_location=(tmp_path / "artifacts").as_uri(),
+            space_file=planner.study.sweep_dir.space_path,
+            flush_interval_s=0.0,
+        )
+
+    def result(e: int) -> dict:
+        reported = {**epoch(1.0 - 0.1 * e, e), "train_loss": 1.0}
+        recorder.add("tuneA", PlannedTrial.from_config(config), reported)  # the callback journals first
+        return reported
+
+    first = driver()
+    first.log_trial_start(trial)
+    first.log_trial_result(1, trial, result(0))  # epoch 0: metrics and tag
+    original = SqlAlchemyStore._set_tags
+
+    def killed(store, run_id, tags):
+        if any(t.key == "spikesweep.last_epoch" for t in tags):
+            raise _DriverKilled
+        return original(store, run_id, tags)
+
+    monkeypatch.setattr(SqlAlchemyStore, "_set_tags", killed)
+    with pytest.raises(_DriverKilled):
+        first.log_trial_result(2, trial, result(1))  # epoch 1's metrics committed, its tag not
+    monkeypatch.setattr(SqlAlchemyStore, "_set_tags", original)
+
+    resumed = driver()
+    resumed.log_trial_result(3, trial, result(2))
+    resumed.log_trial_end(trial)
+    client = MlflowClient(uri)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("study").experiment_id], "tags.`spikesweep.role` = 'trial'"
+    )
+    assert run.data.tags["spikesweep.last_epoch"] == "2"
+    for name in ("test_loss", "epoch", "train_loss"):
+        history = client.get_metric_history(run.info.run_id, name)
+        assert sorted(m.step for m in history) == [0, 1, 2], name
 
 
 def test_trial_asked_but_never_recorded_is_closed(planner_factory) -> None:

@@ -7,9 +7,12 @@ new runs while the old ones stay RUNNING forever. This logger
 * finds its runs again by tags (``spikesweep.sweep_id`` + ``spikesweep.run_key``), so a resumed sweep
   continues the same parent and children — never a duplicate — and reopens them as RUNNING;
 * syncs MLflow *from the driver's journal* (:class:`orchestrator.records.journal.SweepRecorder`): each child
-  remembers the last epoch it holds (tag ``spikesweep.last_epoch``, written in the same batch as the
-  metrics), so epochs replayed after a resume are not logged twice and epochs whose batch was lost with
-  a killed driver are backfilled;
+  remembers the last epoch it holds, so epochs replayed after a resume are not logged twice and epochs
+  whose batch was lost with a killed driver are backfilled. The last epoch is read back from the run's
+  own ``epoch`` metric as well as the ``spikesweep.last_epoch`` tag: MLflow's SQL store commits a
+  ``log_batch`` in separate transactions (params, then metrics, then tags), so a driver killed between
+  the two leaves metrics without their tag, and the tag alone would log them again. Each request holds
+  whole epochs, so an epoch's ``epoch`` metric commits together with the rest of that epoch;
 * batches metrics (``log_batch``, at most every ``flush_interval_s`` per run, and at every run end);
 * leaves nothing RUNNING: finished trials end FINISHED/FAILED with their status tag, and when the sweep
   stops early the unfinished ones (and the parent) are marked KILLED until the sweep is resumed;
@@ -79,6 +82,32 @@ def _tolerant(method: Callable[..., None]) -> Callable[..., None]:
             self._warn(exc)
 
     return hook
+
+
+def _logged_upto(run: Any) -> int:
+    """The last epoch an MLflow child run holds: its ``spikesweep.last_epoch`` tag, or the step of its
+    ``epoch`` metric where a killed driver committed an epoch's metrics but not the tag after them."""
+    tagged = int(run.data.tags.get(LAST_EPOCH_TAG, -1))
+    logged = run.data.metrics.get("epoch")
+    return tagged if logged is None else max(tagged, int(logged))
+
+
+def _whole_epochs(per_epoch: list[list[Any]], limit: int) -> list[list[Any]]:
+    """The epochs' metrics in requests of at most ``limit``, never splitting an epoch between two (an
+    epoch larger than ``limit`` alone is split, its ``epoch`` metric in the last part); at least one
+    request, so the bookkeeping tags are written even when there is no finite value."""
+    requests: list[list[Any]] = [[]]
+    for metrics in per_epoch:
+        if len(metrics) > limit:
+            ordered = [m for m in metrics if m.key != "epoch"] + [m for m in metrics if m.key == "epoch"]
+            parts = [ordered[i : i + limit] for i in range(0, len(ordered), limit)]
+            requests = [r for r in requests if r] + parts
+            requests.append([])
+        elif len(requests[-1]) + len(metrics) > limit:
+            requests.append(list(metrics))
+        else:
+            requests[-1].extend(metrics)
+    return [r for r in requests if r] or [[]]
 
 
 @dataclass
@@ -292,9 +321,7 @@ class MlflowSweepLogger(LoggerCallback):
             key = run.data.tags.get(RUN_KEY_TAG)
             if not key:
                 continue
-            self._children[key] = _ChildRun(
-                run.info.run_id, int(run.data.tags.get(LAST_EPOCH_TAG, -1)), run.info.status
-            )
+            self._children[key] = _ChildRun(run.info.run_id, _logged_upto(run), run.info.status)
             self.recorder.mlflow_run_ids[key] = run.info.run_id
         self._attached = True
         for key, record in self.recorder.runs.items():
@@ -387,30 +414,24 @@ class MlflowSweepLogger(LoggerCallback):
         if not pending:
             return
         now = int(time.time() * 1000)
-        metrics = [
-            Metric(key, float(value), now, epoch)
-            for epoch in pending
-            for key, value in record.epochs[epoch].items()
-            if value is not None and math.isfinite(value)
-        ]
-        metrics += [  # firing_rate/<layer>: MLflow's chart view groups them under one heading
-            Metric(f"{LAYER_RATE_PREFIX}{layer}", float(value), now, epoch)
-            for epoch in pending
-            for layer, value in record.layers.get(epoch, {}).items()
-            if value is not None and math.isfinite(value)
-        ]
+        per_epoch = []
+        for epoch in pending:
+            values = list(record.epochs[epoch].items())
+            # firing_rate/<layer>: MLflow's chart view groups them under one heading
+            values += [(f"{LAYER_RATE_PREFIX}{k}", v) for k, v in record.layers.get(epoch, {}).items()]
+            per_epoch.append(
+                [Metric(k, float(v), now, epoch) for k, v in values if v is not None and math.isfinite(v)]
+            )
         if not math.isnan(record.wall_time_s):  # the run's wall time so far (pruned runs have one too)
-            metrics.append(Metric("wall_time_s", record.wall_time_s, now, pending[-1]))
+            per_epoch[-1].append(Metric("wall_time_s", record.wall_time_s, now, pending[-1]))
         tags = [
             RunTag(LAST_EPOCH_TAG, str(pending[-1])),
             RunTag("spikesweep.trial_id", record.trial_id),
             RunTag("spikesweep.hostname", record.hostname),
         ]
-        for start in range(0, max(1, len(metrics)), _BATCH_METRICS):
-            last = start + _BATCH_METRICS >= len(metrics)
-            self.client.log_batch(
-                child.run_id, metrics=metrics[start : start + _BATCH_METRICS], tags=tags if last else ()
-            )
+        requests = _whole_epochs(per_epoch, _BATCH_METRICS)
+        for i, metrics in enumerate(requests):
+            self.client.log_batch(child.run_id, metrics=metrics, tags=tags if i == len(requests) - 1 else ())
         child.logged_upto = pending[-1]
 
     def _attach_run_files(self, record: RunRecord, child: _ChildRun) -> None:
