@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from engine.errors import ConfigError
+from engine.neuron_spec import DEFAULT_NEURON, NeuronSpec
 from engine.registry import close_matches
 from engine.yamlio import load_yaml_text, read_yaml_file
 
@@ -47,10 +48,10 @@ class ModelConfig:
     """Registry name (``engine.list_models()``)."""
     width: float = 1.0
     """Channel multiplier; 1.0 is the published network, smaller values make tests and smoke runs fast."""
-    neuron: str = "lif"
-    surrogate: str = "qgate"
-    tau: float = 2.0
-    v_th: float = 0.5
+    neuron: str = DEFAULT_NEURON.kind
+    surrogate: str = DEFAULT_NEURON.surrogate
+    tau: float = DEFAULT_NEURON.tau
+    v_th: float = DEFAULT_NEURON.v_th
     step_mode: str = "auto"
     """How the network runs its T steps; all three give the same numbers, only the speed differs
     (``engine.models.resolve_step_mode`` documents the measurements): ``m`` layer by layer over all
@@ -60,6 +61,10 @@ class ModelConfig:
     """Recompute BatchNorm outputs and membrane potentials in the backward pass instead of saving them:
     about a third less activation memory for a few percent more time (multi-step mode), so more trials
     pack onto one GPU. Same numbers; not part of ``config_hash``."""
+
+    def neuron_spec(self) -> NeuronSpec:
+        """The neuron every layer of the model gets (the surrogate's α keeps its default)."""
+        return NeuronSpec(kind=self.neuron, tau=self.tau, v_th=self.v_th, surrogate=self.surrogate)
 
 
 @dataclass

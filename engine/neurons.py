@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.fused_neurons import NeuronDynamics, fused_multi_step
+from engine.neuron_spec import DEFAULT_NEURON
 from engine.registry import Registry
 from engine.surrogates import Surrogate, create_surrogate
 
@@ -87,9 +88,9 @@ class BaseNeuron(nn.Module):
 
     def __init__(
         self,
-        v_th: float = 0.5,
-        surrogate: str | Surrogate = "qgate",
-        alpha: float = 2.0,
+        v_th: float = DEFAULT_NEURON.v_th,
+        surrogate: str | Surrogate = DEFAULT_NEURON.surrogate,
+        alpha: float = DEFAULT_NEURON.surrogate_alpha,
         step_mode: str = "s",
         record_mem: bool = False,
         backend: str = "fused",
@@ -215,7 +216,7 @@ class LIFNode(BaseNeuron):
     uses_tau = True
     fused_kind = "div"
 
-    def __init__(self, tau: float = 2.0, **kwargs: Any) -> None:
+    def __init__(self, tau: float = DEFAULT_NEURON.tau, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not tau > 1.0:
             raise ValueError(f"LIF tau must be > 1 (the leak is 1/tau), got {tau}")
@@ -248,7 +249,7 @@ class PLIFNode(BaseNeuron):
     uses_tau = True
     fused_kind = "mul"
 
-    def __init__(self, tau: float = 2.0, **kwargs: Any) -> None:
+    def __init__(self, tau: float = DEFAULT_NEURON.tau, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not tau > 1.0:
             raise ValueError(f"PLIF tau must be > 1 (w is initialised to -log(tau - 1)), got {tau}")
@@ -292,10 +293,10 @@ class ReLUNode(BaseNeuron):
 def create_neuron(
     name: str,
     *,
-    tau: float = 2.0,
-    v_th: float = 0.5,
-    surrogate: str = "qgate",
-    alpha: float = 2.0,
+    tau: float = DEFAULT_NEURON.tau,
+    v_th: float = DEFAULT_NEURON.v_th,
+    surrogate: str = DEFAULT_NEURON.surrogate,
+    alpha: float = DEFAULT_NEURON.surrogate_alpha,
     step_mode: str = "s",
     record_mem: bool = False,
     backend: str = "fused",

@@ -8,10 +8,23 @@ import pytest
 import torch
 
 import engine
+from engine.config import RunConfig
 from engine.losses import LossSettings, compute_loss
-from engine.models import MODELS, TransferOutput, create_model, list_models, set_step_mode
+from engine.models import (
+    MODELS,
+    EventModel,
+    TransferModel,
+    TransferOutput,
+    create_model,
+    list_models,
+    set_step_mode,
+)
 from engine.models.layers import BatchNorm2d
 from engine.models.legacy_keys import braincog_neuron_constants, map_braincog_state_dict
+from engine.models.resnet import _ResNetBody
+from engine.models.scnn import _SCNNBody
+from engine.models.vgg import _VGGBody
+from engine.neuron_spec import DEFAULT_NEURON, NeuronSpec
 from engine.neurons import BaseNeuron
 from engine.sliding import replace_static
 from engine.static_channel import static_stream
@@ -62,6 +75,58 @@ def test_registry_names_and_patterns():
 )
 def test_trainable_parameter_counts_match_the_original(name, K, T, expected):
     assert trainable(create_model(name, num_classes=K, T=T)) == expected
+
+
+FAMILIES = {  # name → (body, kind, trainable parameters at K = 101, T = 10, width 1)
+    "resnet18": (_ResNetBody, EventModel, 11_219_173),
+    "scnn": (_SCNNBody, EventModel, 238_451),
+    "transfer_resnet18": (_ResNetBody, TransferModel, 11_270_996),
+    "transfer_resnet34": (_ResNetBody, TransferModel, 21_379_156),
+    "transfer_scnn": (_SCNNBody, TransferModel, 238_461),
+    "transfer_vgg_snn": (_VGGBody, TransferModel, 10_153_684),
+    "vgg_snn": (_VGGBody, EventModel, 9_688_165),
+}
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_model_is_a_family_body_and_a_kind(name):
+    """Registry entries are empty subclasses: SpikingModel's one constructor builds the kind's
+    parameters, the family's body and the kind's heads. The counts are the authors' modules' (their key
+    shapes are loaded strictly in test_braincog_state_dict_loads_strictly)."""
+    body, kind, count = FAMILIES[name]
+    cls = MODELS.get(name)
+    assert issubclass(cls, body) and issubclass(cls, kind)
+    assert "__init__" not in vars(cls) and "__init__" not in vars(body)
+    assert trainable(create_model(name, num_classes=101, T=10)) == count
+
+
+def test_one_neuron_spec_builds_every_neuron_and_holds_the_defaults():
+    spec = NeuronSpec.of("plif", tau=3.0, v_th=0.25, surrogate="atan")
+    model = create_model("scnn", num_classes=3, T=2, neuron=spec)
+    neurons = [m for m in model.modules() if isinstance(m, BaseNeuron)]
+    assert len(neurons) == 3 and {type(n).__name__ for n in neurons} == {"PLIFNode"}
+    assert {n.v_th for n in neurons} == {0.25}
+    assert all(torch.allclose(torch.sigmoid(n.w), torch.tensor(1 / 3)) for n in neurons)
+    # the shorthand and the spec build the same model
+    shorthand = create_model("scnn", num_classes=3, T=2, neuron="plif", tau=3.0, v_th=0.25, surrogate="atan")
+    assert str(shorthand) == str(model)
+    with pytest.raises(TypeError, match="unknown neuron field"):
+        NeuronSpec.of("lif", threshold=0.5)
+    # a run config's neuron is the same spec, with the same defaults
+    assert RunConfig().model.neuron_spec() == DEFAULT_NEURON == NeuronSpec()
+
+
+def test_neuron_defaults_are_written_once():
+    """τ = 2 and V_th = 0.5 as defaults appear in engine/neuron_spec.py only; the config, the neuron
+    classes and the factory read DEFAULT_NEURON."""
+    root = Path(__file__).resolve().parent.parent / "engine"
+    literals = ("tau: float = 2.0", "v_th: float = 0.5", "tau=2.0", "v_th=0.5", 'surrogate: str = "qgate"')
+    spelled = {
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if any(literal in path.read_text() for literal in literals)
+    }
+    assert spelled == {"neuron_spec.py"}
 
 
 def test_scnn_honours_num_classes():

@@ -5,7 +5,7 @@ static→event transfer models) and the event-only baselines ``vgg_snn``, ``resn
 """
 
 from engine.models import resnet, scnn, vgg  # noqa: F401 — importing registers the models
-from engine.models.base import EventModel, NeuronSpec, SpikingModel, TransferModel, TransferOutput
+from engine.models.base import EventModel, SpikingModel, TransferModel, TransferOutput
 from engine.models.factory import (
     AUTO_MEMORY_FORMAT,
     AUTO_STEP_MODE,
@@ -17,6 +17,7 @@ from engine.models.factory import (
 )
 from engine.models.layers import set_memory_format, set_neuron_backend, set_step_mode
 from engine.models.recompute import set_recompute
+from engine.neuron_spec import NeuronSpec
 
 __all__ = [
     "AUTO_MEMORY_FORMAT",

@@ -9,6 +9,11 @@ in two separate passes with the neuron state reset before each (spec §2): Batch
 two batches and its running statistics see the static pass first, then the event pass, as in the
 original. Concatenating the streams into one 2B batch would change the method.
 
+Families. A model is a *body* (``_VGGBody``, ``_ResNetBody``, ``_SCNNBody``: the layers shared by
+both variants) crossed with :class:`TransferModel` (heads ``rgb_fc`` / ``dvs_fc`` and T coefficients)
+or :class:`EventModel` (head ``fc``); :class:`SpikingModel`'s constructor builds coefficients, body and
+heads in that order, so a registry entry is an empty subclass naming its body and its kind.
+
 Step modes. ``step_mode = "s"`` replays the original step-by-step loop (the reference path);
 ``"m"`` (default) runs the stack layer by layer over all steps (``engine.models.layers``), with fused
 neurons (``engine.fused_neurons``) and, where measured faster, channels-last frames. Both give the same
@@ -26,46 +31,17 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from engine.models.layers import StepModule, time_major_channels_last
-from engine.neurons import BaseNeuron, create_neuron, reset_neurons
+from engine.models.layers import Linear, StepModule, time_major_channels_last
+from engine.neuron_spec import DEFAULT_NEURON, NeuronSpec
+from engine.neurons import BaseNeuron, reset_neurons
 
 __all__ = [
-    "DEFAULT_NEURON",
     "EventModel",
-    "NeuronSpec",
     "SpikingModel",
     "TransferModel",
     "TransferOutput",
     "scaled",
 ]
-
-
-@dataclass(frozen=True)
-class NeuronSpec:
-    """How to build every neuron of a model (one kind, one τ, one threshold, one surrogate)."""
-
-    name: str = "lif"
-    tau: float = 2.0
-    v_th: float = 0.5
-    surrogate: str = "qgate"
-    alpha: float = 2.0
-    backend: str = "fused"
-    """Multi-step time loop: ``fused`` (hand-written BPTT) or ``autograd`` (the reference)."""
-
-    def build(self, record_mem: bool = False) -> BaseNeuron:
-        return create_neuron(
-            self.name,
-            tau=self.tau,
-            v_th=self.v_th,
-            surrogate=self.surrogate,
-            alpha=self.alpha,
-            record_mem=record_mem,
-            backend=self.backend,
-        )
-
-
-DEFAULT_NEURON = NeuronSpec()
-"""The paper's neuron: LIF, τ = 2, V_th = 0.5, QGate surrogate with α = 2."""
 
 
 @dataclass
@@ -105,7 +81,15 @@ class SpikingModel(StepModule, nn.Module):
     """Multi-step mode only: run the frames channels-last, time-major (``engine.models.layers``);
     set with :func:`engine.models.layers.set_memory_format`, which also converts the conv weights."""
 
-    def __init__(self, *, num_classes: int, T: int, input_size: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        T: int,
+        width: float = 1.0,
+        neuron: NeuronSpec = DEFAULT_NEURON,
+        input_size: int | None = None,
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be ≥ 1, got {num_classes}")
@@ -118,8 +102,22 @@ class SpikingModel(StepModule, nn.Module):
             raise ValueError(
                 f"{type(self).__name__} needs input_size ≥ {self.min_input_size}, got {self.input_size}"
             )
+        self.build_parameters()
+        self.build_heads(self.build_body(width, neuron))
 
     # ----------------------------------------------------------------------------------------------
+    # what a family and a kind build (in this order: the registration order is the state dict's)
+    def build_parameters(self) -> None:
+        """Parameters that come before the body (a transfer model's coefficients)."""
+
+    def build_body(self, width: float, neuron: NeuronSpec) -> int | None:
+        """The family's layers; returns the size of the head's input (``None``: the body has its head)."""
+        raise NotImplementedError
+
+    def build_heads(self, features: int | None) -> None:
+        """The kind's heads on ``features`` inputs."""
+        raise NotImplementedError
+
     def backbone(self, x: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
@@ -179,6 +177,9 @@ class EventModel(SpikingModel):
 
     is_transfer: ClassVar[bool] = False
 
+    def build_heads(self, features: int | None) -> None:
+        self.fc = Linear(features, self.num_classes)
+
     @property
     def event_head(self) -> nn.Module:
         return self.fc
@@ -203,9 +204,12 @@ class TransferModel(SpikingModel):
     (batch statistics still normalise it), so they describe event data alone. Set from
     ``method.static_bn_stats`` by the model builder."""
 
-    def __init__(self, *, num_classes: int, T: int, input_size: int | None = None) -> None:
-        super().__init__(num_classes=num_classes, T=T, input_size=input_size)
+    def build_parameters(self) -> None:
         self.coefficient = nn.ParameterList([nn.Parameter(torch.ones(1)) for _ in range(self.T)])
+
+    def build_heads(self, features: int | None) -> None:
+        self.rgb_fc = Linear(features, self.num_classes)
+        self.dvs_fc = Linear(features, self.num_classes)
 
     def add_mixup_heads(self, feature_dim: int, *, source: bool, ratio: bool) -> None:
         """Time-step mixup's auxiliary heads (:mod:`engine.mixup`), one linear layer each on the per-step

@@ -8,12 +8,13 @@ with the list of valid names instead of deep inside a run.
 from __future__ import annotations
 
 import fnmatch
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from engine.models.layers import MEMORY_FORMATS, set_memory_format, set_step_mode
+from engine.models.layers import MEMORY_FORMATS, set_memory_format, set_neuron_backend, set_step_mode
 from engine.models.recompute import set_recompute
+from engine.neuron_spec import DEFAULT_NEURON, NeuronSpec
 from engine.neurons import BACKENDS, NEURONS, STEP_MODES
 from engine.registry import Registry
 from engine.surrogates import SURROGATES
@@ -101,17 +102,14 @@ def create_model(
     num_classes: int,
     T: int,
     width: float = 1.0,
-    neuron: str = "lif",
-    surrogate: str = "qgate",
-    tau: float = 2.0,
-    v_th: float = 0.5,
+    neuron: NeuronSpec | str = DEFAULT_NEURON,
     input_size: int | None = None,
     step_mode: str = "m",
-    surrogate_alpha: float = 2.0,
     neuron_backend: str = "fused",
     memory_format: str = "auto",
     recompute: bool = False,
     device: str | torch.device | None = None,
+    **neuron_fields: Any,
 ) -> SpikingModel:
     """Build the registered model ``name``.
 
@@ -120,16 +118,14 @@ def create_model(
         num_classes: K, the number of logits per step.
         T: time steps; inputs must be ``(B, T, 2, H, W)`` and transfer models own T coefficients.
         width: channel multiplier (1.0 = the published network; e.g. 0.125 for tests and smoke runs).
-        neuron: ``lif``, ``if`` or ``plif``.
-        surrogate: ``qgate``, ``backei_gate``, ``gate``, ``atan`` or ``sigmoid``.
-        tau: membrane time constant (LIF/PLIF).
-        v_th: firing threshold.
+        neuron: every neuron of the model (:class:`~engine.neuron_spec.NeuronSpec`: kind, τ, V_th,
+            surrogate and its α), or a neuron kind's name (``lif``, ``if``, ``plif``, ``relu``) with
+            the other fields at their defaults.
         input_size: side of the square input; ``None`` means the model's ``default_input_size``
             (48 for VGG and ResNet, 28 for SCNN). VGG and SCNN heads are sized from it.
         step_mode: ``"m"`` (fast, layer by layer; default), ``"s"`` (the original step-by-step
             order; the reference the fast path is tested against) or ``"auto"`` (the faster of the two
             on ``device``, :func:`resolve_step_mode`).
-        surrogate_alpha: the surrogate's α (the original hard-codes 2.0).
         neuron_backend: how multi-step neurons run their time loop: ``"fused"`` (one autograd node,
             hand-written backward through time; default) or ``"autograd"`` (the plain-torch reference).
         memory_format: how the multi-step path stores its frames: ``"contiguous"`` (NCHW,
@@ -140,25 +136,25 @@ def create_model(
             (``engine.models.recompute``; multi-step training with fused neurons only).
         device: the device the model will run on, consulted by the ``"auto"`` choices only; the model
             is built on the CPU either way. ``None``: CUDA when available, else the CPU.
+        **neuron_fields: shorthand for fields of the neuron spec: ``tau=3.0`` is
+            ``neuron=NeuronSpec.of(neuron, tau=3.0)``.
 
     Example:
         >>> model = create_model("transfer_vgg_snn", num_classes=101, T=10, width=0.25)
         >>> out = model(x_static, x_event)        # TransferOutput, each field [T, B, ...]
+        >>> plif = create_model("scnn", num_classes=10, T=4, neuron=NeuronSpec("plif", tau=3.0))
     """
     cls = MODELS.get(name)
-    NEURONS.get(neuron)
-    SURROGATES.get(surrogate)
+    spec = NeuronSpec.of(neuron, **neuron_fields)
+    NEURONS.get(spec.kind)
+    SURROGATES.get(spec.surrogate)
     if not width > 0:
         raise ValueError(f"width must be > 0, got {width}")
     if neuron_backend not in BACKENDS:
         raise ValueError(f"neuron_backend must be one of {BACKENDS}, got {neuron_backend!r}")
     mode = resolve_step_mode(step_mode, device)
-    from engine.models.base import NeuronSpec  # noqa: PLC0415 — base imports this module's registry users
-
-    spec = NeuronSpec(
-        name=neuron, tau=tau, v_th=v_th, surrogate=surrogate, alpha=surrogate_alpha, backend=neuron_backend
-    )
     model = cls(num_classes=num_classes, T=T, width=width, neuron=spec, input_size=input_size)
+    set_neuron_backend(model, neuron_backend)
     set_step_mode(model, mode)
     set_memory_format(model, resolve_memory_format(memory_format, mode, device))
     set_recompute(model, recompute)

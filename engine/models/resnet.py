@@ -27,12 +27,13 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from engine.models.base import DEFAULT_NEURON, EventModel, NeuronSpec, SpikingModel, TransferModel, scaled
+from engine.models.base import EventModel, SpikingModel, TransferModel, scaled
 from engine.models.factory import MODELS
-from engine.models.layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear
+from engine.models.layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten
 from engine.models.recompute import norm_spike
+from engine.neuron_spec import NeuronSpec
 
-__all__ = ["BasicBlock", "ResNetSNN", "TransferResNet18", "TransferResNet34"]
+__all__ = ["BasicBlock", "ResNet18SNN", "TransferResNet18", "TransferResNet34"]
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 
@@ -69,7 +70,7 @@ class _ResNetBody(SpikingModel):
     default_input_size: ClassVar[int] = 48
     blocks: ClassVar[tuple[int, int, int, int]] = (2, 2, 2, 2)
 
-    def _build_body(self, width: float, neuron: NeuronSpec) -> int:
+    def build_body(self, width: float, neuron: NeuronSpec) -> int:
         widths = [scaled(c, width) for c in STAGE_WIDTHS]
         self.conv1 = Conv2d(2, widths[0], kernel_size=3, padding=1, bias=False)
         in_planes = widths[0]
@@ -95,50 +96,18 @@ class _ResNetBody(SpikingModel):
         return feature, feature
 
 
-class ResNetSNN(_ResNetBody, EventModel):
-    """Event-only spiking ResNet (BrainCog ``resnet18``): one head ``fc``."""
-
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        T: int,
-        width: float = 1.0,
-        neuron: NeuronSpec = DEFAULT_NEURON,
-        input_size: int | None = None,
-    ) -> None:
-        super().__init__(num_classes=num_classes, T=T, input_size=input_size)
-        self.fc = Linear(self._build_body(width, neuron), self.num_classes)
-
-
-class _TransferResNet(_ResNetBody, TransferModel):
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        T: int,
-        width: float = 1.0,
-        neuron: NeuronSpec = DEFAULT_NEURON,
-        input_size: int | None = None,
-    ) -> None:
-        super().__init__(num_classes=num_classes, T=T, input_size=input_size)
-        features = self._build_body(width, neuron)
-        self.rgb_fc = Linear(features, self.num_classes)
-        self.dvs_fc = Linear(features, self.num_classes)
-
-
 @MODELS.register("resnet18")
-class ResNet18SNN(ResNetSNN):
-    """Event-only ResNet18 baseline, blocks [2, 2, 2, 2]."""
+class ResNet18SNN(_ResNetBody, EventModel):
+    """Event-only ResNet18 baseline (BrainCog ``resnet18``), blocks [2, 2, 2, 2]: one head ``fc``."""
 
 
 @MODELS.register("transfer_resnet18")
-class TransferResNet18(_TransferResNet):
+class TransferResNet18(_ResNetBody, TransferModel):
     """Transfer ResNet18 (BrainCog ``Transfer_ResNet18``), blocks [2, 2, 2, 2]."""
 
 
 @MODELS.register("transfer_resnet34")
-class TransferResNet34(_TransferResNet):
+class TransferResNet34(_ResNetBody, TransferModel):
     """Transfer ResNet34 (BrainCog ``Transfer_ResNet34``), blocks [3, 4, 6, 3]."""
 
     blocks: ClassVar[tuple[int, int, int, int]] = (3, 4, 6, 3)

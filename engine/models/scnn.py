@@ -22,9 +22,10 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from engine.models.base import DEFAULT_NEURON, EventModel, NeuronSpec, SpikingModel, TransferModel, scaled
+from engine.models.base import EventModel, SpikingModel, TransferModel, scaled
 from engine.models.factory import MODELS
 from engine.models.layers import AvgPool2d, Conv2d, Flatten, Linear
+from engine.neuron_spec import NeuronSpec
 
 __all__ = ["SCNN", "TransferSCNN"]
 
@@ -34,7 +35,7 @@ class _SCNNBody(SpikingModel):
     fixed_input_size: ClassVar[bool] = True
     min_input_size: ClassVar[int] = 16
 
-    def _build_body(self, width: float, neuron: NeuronSpec) -> None:
+    def build_body(self, width: float, neuron: NeuronSpec) -> None:
         c1, c2, hidden = scaled(15, width), scaled(40, width), scaled(300, width)
         self.feature = nn.Sequential(
             Conv2d(2, c1, kernel_size=5, bias=False),
@@ -55,26 +56,12 @@ class _SCNNBody(SpikingModel):
             elif isinstance(m, nn.Linear):
                 nn.init.uniform_(m.weight, -0.1, 0.1)
 
+    def build_heads(self, features: int | None) -> None:
+        """None: both streams share the body's own last layer ``fc2`` (the original's names)."""
+
     def backbone(self, x: Tensor) -> tuple[Tensor, Tensor]:
         hidden = self.node1(self.fc1(self.flatten(self.feature(x))))
         return hidden, self.recorded(self.node1)
-
-
-@MODELS.register("transfer_scnn")
-class TransferSCNN(_SCNNBody, TransferModel):
-    """Transfer SCNN (BrainCog ``Transfer_SCNN``): both streams use the whole net, ``fc2`` included."""
-
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        T: int,
-        width: float = 1.0,
-        neuron: NeuronSpec = DEFAULT_NEURON,
-        input_size: int | None = None,
-    ) -> None:
-        super().__init__(num_classes=num_classes, T=T, input_size=input_size)
-        self._build_body(width, neuron)
 
     @property
     def static_head(self) -> nn.Module:
@@ -85,22 +72,11 @@ class TransferSCNN(_SCNNBody, TransferModel):
         return self.fc2
 
 
+@MODELS.register("transfer_scnn")
+class TransferSCNN(_SCNNBody, TransferModel):
+    """Transfer SCNN (BrainCog ``Transfer_SCNN``): both streams use the whole net, ``fc2`` included."""
+
+
 @MODELS.register("scnn")
 class SCNN(_SCNNBody, EventModel):
     """Event-only SCNN baseline (BrainCog ``SCNN``); its head keeps the original name ``fc2``."""
-
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        T: int,
-        width: float = 1.0,
-        neuron: NeuronSpec = DEFAULT_NEURON,
-        input_size: int | None = None,
-    ) -> None:
-        super().__init__(num_classes=num_classes, T=T, input_size=input_size)
-        self._build_body(width, neuron)
-
-    @property
-    def event_head(self) -> nn.Module:
-        return self.fc2

@@ -26,10 +26,11 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from engine.models.base import DEFAULT_NEURON, EventModel, NeuronSpec, SpikingModel, TransferModel, scaled
+from engine.models.base import EventModel, SpikingModel, TransferModel, scaled
 from engine.models.factory import MODELS
-from engine.models.layers import AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear
+from engine.models.layers import AvgPool2d, BatchNorm2d, Conv2d, Flatten
 from engine.models.recompute import norm_spike
+from engine.neuron_spec import NeuronSpec
 
 __all__ = ["TransferVGGSNN", "VGGSNN", "VGG_PLAN"]
 
@@ -55,7 +56,7 @@ class _VGGBody(SpikingModel):
     fixed_input_size: ClassVar[bool] = True
     min_input_size: ClassVar[int] = 16
 
-    def _build_body(self, width: float, neuron: NeuronSpec) -> int:
+    def build_body(self, width: float, neuron: NeuronSpec) -> int:
         """Build ``feature`` and ``flatten``; return the head's input size."""
         layers: list[nn.Module] = []
         channels, side = 2, self.input_size
@@ -81,33 +82,7 @@ class _VGGBody(SpikingModel):
 class TransferVGGSNN(_VGGBody, TransferModel):
     """Transfer VGG-SNN (BrainCog ``Transfer_VGG_SNN``): heads ``rgb_fc`` (static) and ``dvs_fc`` (event)."""
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        T: int,
-        width: float = 1.0,
-        neuron: NeuronSpec = DEFAULT_NEURON,
-        input_size: int | None = None,
-    ) -> None:
-        super().__init__(num_classes=num_classes, T=T, input_size=input_size)
-        head_in = self._build_body(width, neuron)
-        self.rgb_fc = Linear(head_in, self.num_classes)
-        self.dvs_fc = Linear(head_in, self.num_classes)
-
 
 @MODELS.register("vgg_snn")
 class VGGSNN(_VGGBody, EventModel):
     """Event-only VGG-SNN baseline (BrainCog ``VGG_SNN``): one head ``fc``."""
-
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        T: int,
-        width: float = 1.0,
-        neuron: NeuronSpec = DEFAULT_NEURON,
-        input_size: int | None = None,
-    ) -> None:
-        super().__init__(num_classes=num_classes, T=T, input_size=input_size)
-        self.fc = Linear(self._build_body(width, neuron), self.num_classes)
