@@ -61,7 +61,7 @@ import yaml
 from engine.config import RunConfig, all_keys, flatten, parse_assignments, unflatten
 from engine.errors import ConfigError
 from engine.registry import close_matches
-from engine.training.records import BEST_TEST_TOP1
+from engine.training.records import ALPHA_PREFIX, BEST_TEST_TOP1
 from engine.yamlio import read_yaml_file
 
 __all__ = [
@@ -867,7 +867,7 @@ class _Parser:
         from engine.training.records import metric_keys  # noqa: PLC0415 — light module, no torch
 
         metric = value.get("metric", BEST_TEST_TOP1)
-        allowed = [k for k in metric_keys(1) if not k.startswith("alpha_")]
+        allowed = [k for k in metric_keys(1) if not k.startswith(ALPHA_PREFIX)]
         if metric not in allowed:
             raise self.fail(f"{where}.metric", _unknown(str(metric), allowed, "metric"))
         mode = value.get("mode", "min" if metric.endswith("loss") else "max")

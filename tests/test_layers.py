@@ -86,3 +86,20 @@ def test_run_directory_files_are_named_in_one_place():
         if path not in owners and any(name in path.read_text() for name in names)
     }
     assert spelled == set()
+
+
+def test_the_sweep_epochs_table_is_the_engine_epoch_record():
+    """One typed epoch record (engine.training.records.epoch_record) defines both tables: a run's
+    epochs.parquet and, after the run columns, a sweep's — which differs only in letting alpha_t be null."""
+    from engine.training.records import ALPHA_PREFIX, INT_KEYS, epoch_record, epoch_schema
+    from orchestrator.records.tables import epochs_schema
+
+    for T in (1, 4, 10):
+        run, sweep = epoch_schema(T), epochs_schema(T)
+        tail = sweep.names[len(sweep.names) - len(run.names) :]
+        assert tail == run.names == [key.name for key in epoch_record(T)]
+        for name in run.names:
+            alpha = name.startswith(ALPHA_PREFIX)
+            assert sweep.field(name).type == run.field(name).type
+            assert sweep.field(name).nullable == (run.field(name).nullable or alpha), name
+        assert {f.name for f in run if f.type == "int64"} == INT_KEYS

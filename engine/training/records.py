@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from engine.atomic import atomic_path
 
 __all__ = [
     "ACTIVITY_KEYS",
+    "ALPHA_PREFIX",
+    "EpochKey",
     "BEST_EPOCH_ENERGY",
     "BEST_TEST_TOP1",
     "LAYER_RATE_PREFIX",
@@ -28,6 +31,8 @@ __all__ = [
     "REQUIRED_KEYS",
     "TIMING_KEYS",
     "alpha_keys",
+    "epoch_fields",
+    "epoch_record",
     "epoch_schema",
     "layer_rows",
     "metric_keys",
@@ -37,13 +42,20 @@ __all__ = [
     "write_records",
 ]
 
-# Integer-valued keys (stored as int64); every other key is float64.
-INT_KEYS: frozenset[str] = frozenset({"epoch", "best_epoch", "test_samples"})
-# Keys every record has had from the start; any other key may be missing from a record written by an
-# older version (a run or sweep resumed after an upgrade): it is stored as null (int) or NaN (float).
-REQUIRED_KEYS: frozenset[str] = frozenset({"epoch", "best_epoch"})
-# Keys that measure the machine, not the run: they differ between two otherwise identical runs.
-TIMING_KEYS: frozenset[str] = frozenset({"epoch_time_s", "samples_per_s", "peak_mem_mb"})
+
+@dataclass(frozen=True)
+class EpochKey:
+    """One column of the per-epoch record."""
+
+    name: str
+    kind: type = float
+    """``int`` (stored as int64) or ``float`` (float64; NaN where a value does not apply)."""
+    required: bool = False
+    """Every record has had it from the start. Any other key may be missing from a record written by an
+    older version (a run or sweep resumed after an upgrade): it is stored as null (int) or NaN (float)."""
+    timing: bool = False
+    """It measures the machine, not the run: it differs between two otherwise identical runs."""
+
 
 ACTIVITY_KEYS = ("test_firing_rate", "test_spikes", "test_acs", "test_macs", "energy_uj")
 """Per-inference activity of the event test evaluation (``engine.activity``): spikes per neuron per
@@ -55,52 +67,76 @@ BEST_EPOCH_ENERGY = "best_epoch_energy_uj"
 keeps, so an accuracy–energy objective pair describes one model, not the best accuracy beside the last
 epoch's energy."""
 
-_HEAD = (
-    "epoch",
-    "train_loss",
-    "train_loss_static",
-    "train_loss_event",
-    "train_loss_domain",
-    "train_cka_distance",
-    "train_top1",
-    "test_loss",
-    "test_top1",
-    "test_top5",
-    "test_samples",
-    *ACTIVITY_KEYS,
-    BEST_TEST_TOP1,
-    "best_epoch",
-    BEST_EPOCH_ENERGY,
-    "sliding_p",
-    "mixup_ratio",
-    "mixup_p",
-    "mixup_event_fraction",
-    "train_loss_mixup_source",
-    "train_loss_mixup_ratio",
-    "lr",
+_HEAD: tuple[EpochKey, ...] = (
+    EpochKey("epoch", int, required=True),
+    EpochKey("train_loss"),
+    EpochKey("train_loss_static"),
+    EpochKey("train_loss_event"),
+    EpochKey("train_loss_domain"),
+    EpochKey("train_cka_distance"),
+    EpochKey("train_top1"),
+    EpochKey("test_loss"),
+    EpochKey("test_top1"),
+    EpochKey("test_top5"),
+    EpochKey("test_samples", int),
+    *(EpochKey(key) for key in ACTIVITY_KEYS),
+    EpochKey(BEST_TEST_TOP1),
+    EpochKey("best_epoch", int, required=True),
+    EpochKey(BEST_EPOCH_ENERGY),
+    EpochKey("sliding_p"),
+    EpochKey("mixup_ratio"),
+    EpochKey("mixup_p"),
+    EpochKey("mixup_event_fraction"),
+    EpochKey("train_loss_mixup_source"),
+    EpochKey("train_loss_mixup_ratio"),
+    EpochKey("lr"),
 )
-_TAIL = ("epoch_time_s", "samples_per_s", "peak_mem_mb")
+_TAIL: tuple[EpochKey, ...] = (
+    EpochKey("epoch_time_s", timing=True),
+    EpochKey("samples_per_s", timing=True),
+    EpochKey("peak_mem_mb", timing=True),
+)
+ALPHA_PREFIX = "alpha_"
+
+
+def epoch_record(T: int) -> tuple[EpochKey, ...]:
+    """The per-epoch record of a run with T steps, in column order (contracts.md, "Trainer"): the
+    definition every reader and writer of epoch records derives from."""
+    return (*_HEAD, *(EpochKey(key) for key in alpha_keys(T)), *_TAIL)
+
+
+INT_KEYS: frozenset[str] = frozenset(k.name for k in (*_HEAD, *_TAIL) if k.kind is int)
+REQUIRED_KEYS: frozenset[str] = frozenset(k.name for k in (*_HEAD, *_TAIL) if k.required)
+TIMING_KEYS: frozenset[str] = frozenset(k.name for k in (*_HEAD, *_TAIL) if k.timing)
 
 
 def alpha_keys(T: int) -> list[str]:
     """``alpha_0 … alpha_{T-1}``: σ(c_t) of the learnable per-step coefficients after the epoch."""
-    return [f"alpha_{t}" for t in range(T)]
+    return [f"{ALPHA_PREFIX}{t}" for t in range(T)]
 
 
 def metric_keys(T: int) -> list[str]:
-    """Every per-epoch metric key, in record order (contracts.md, "Trainer")."""
-    return [*_HEAD, *alpha_keys(T), *_TAIL]
+    """Every per-epoch metric key, in record order."""
+    return [key.name for key in epoch_record(T)]
+
+
+def epoch_fields(T: int, *, alphas_nullable: bool = False) -> list[pa.Field]:
+    """The record's Parquet columns. Integers are nullable unless required; floats hold NaN rather than
+    null, except the ``alpha_t`` of a table whose runs differ in T (a sweep's ``epochs.parquet``:
+    ``alpha_t`` exists only for t < the run's T)."""
+    fields = []
+    for key in epoch_record(T):
+        if key.kind is int:
+            fields.append(pa.field(key.name, pa.int64(), nullable=not key.required))
+        else:
+            alpha = key.name.startswith(ALPHA_PREFIX)
+            fields.append(pa.field(key.name, pa.float64(), nullable=alphas_nullable and alpha))
+    return fields
 
 
 def epoch_schema(T: int) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field(
-                key, pa.int64() if key in INT_KEYS else pa.float64(), nullable=key in INT_KEYS - REQUIRED_KEYS
-            )
-            for key in metric_keys(T)
-        ]
-    )
+    """A run directory's ``epochs.parquet``."""
+    return pa.schema(epoch_fields(T))
 
 
 def write_records(path: str | Path, rows: Sequence[dict[str, Any]], T: int) -> None:

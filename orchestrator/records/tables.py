@@ -28,11 +28,12 @@ import pyarrow as pa
 
 from engine.config import RunConfig
 from engine.training.records import (
+    ALPHA_PREFIX,
     BEST_EPOCH_ENERGY,
     BEST_TEST_TOP1,
     INT_KEYS,
     REQUIRED_KEYS,
-    alpha_keys,
+    epoch_fields,
     metric_keys,
     write_table_atomic,
 )
@@ -149,15 +150,9 @@ def _run_head(record: RunRecord) -> dict[str, Any]:
 
 
 def epochs_schema(max_T: int) -> pa.Schema:
-    metrics = []
-    alphas = set(alpha_keys(max_T))
-    for key in metric_keys(max_T):
-        if key in INT_KEYS:
-            metrics.append(pa.field(key, pa.int64(), nullable=key not in REQUIRED_KEYS))
-        else:
-            # alpha_t exists only for t < the run's T, and is NaN for event-only models: nullable.
-            metrics.append(pa.field(key, pa.float64(), nullable=key in alphas))
-    return pa.schema([*_RUN_HEAD, *metrics])
+    """A sweep's ``epochs.parquet``: the run columns, then the engine's epoch record (``alpha_t`` nullable:
+    runs of a sweep may differ in T)."""
+    return pa.schema([*_RUN_HEAD, *epoch_fields(max_T, alphas_nullable=True)])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -242,7 +237,7 @@ def epoch_rows(recorder: SweepRecorder, max_T: int) -> list[dict[str, Any]]:
                     # a journal line from an older version may lack a later key: null, never a made-up number
                     fallback = epoch if key in REQUIRED_KEYS else None
                     row[key] = int(value) if value is not None else fallback
-                elif key.startswith("alpha_") and (value is None or math.isnan(value)):
+                elif key.startswith(ALPHA_PREFIX) and (value is None or math.isnan(value)):
                     row[key] = None
                 elif value is None:
                     row[key] = math.nan  # a key added after this journal line was written

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import SpikesweepError
-from engine.training.records import BEST_TEST_TOP1
+from engine.training.records import ALPHA_PREFIX, BEST_TEST_TOP1
 from orchestrator.records import STORED_STATUSES, TrialStatus
 from orchestrator.sweepdir import SweepDir
 
@@ -255,7 +255,7 @@ def _curves_from_table(table) -> Curves:
     for i, key in enumerate(zip(trial_ids, seeds, strict=True)):
         rows_of.setdefault((str(key[0]), int(key[1])), []).append(i)
     epochs = np.asarray(table.column("epoch").to_numpy(zero_copy_only=False), dtype=np.float64)
-    metrics = [c for c in columns if c in CURVE_KEYS or c.startswith("alpha_")]
+    metrics = [c for c in columns if c in CURVE_KEYS or c.startswith(ALPHA_PREFIX)]
     values = {
         k: np.asarray(table.column(k).to_numpy(zero_copy_only=False), dtype=np.float64) for k in metrics
     }

@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.config import RunConfig, all_keys, unflatten
 from engine.errors import SpikesweepError
-from engine.training.records import BEST_TEST_TOP1
+from engine.training.records import ALPHA_PREFIX, BEST_TEST_TOP1
 from orchestrator.records import TrialStatus
 from orchestrator.report.load import (
     CURVE_KEYS,
@@ -104,7 +104,7 @@ def load_mlflow(tracking_uri: str, experiment: str) -> SweepData:
         steps = np.array(sorted(last), dtype=np.int64)
         return steps, np.array([last[s] for s in steps], dtype=np.float64)
 
-    curve_keys = [k for k in metric_keys if k in CURVE_KEYS or k.startswith("alpha_")]
+    curve_keys = [k for k in metric_keys if k in CURVE_KEYS or k.startswith(ALPHA_PREFIX)]
     varied = []
     if parent is not None:
         raw = parent.data.tags.get("spikesweep.varied") or parent.data.params.get("varied")

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
+from engine.training.records import ALPHA_PREFIX
 from orchestrator.report.aggregate import ConfigSummary, SweepReport
 from orchestrator.report.tables import axis_label, metric_bounds, metric_title
 
@@ -60,7 +61,7 @@ def plot_report(report: SweepReport, out_dir: Path, max_configs: int = MAX_CONFI
         path = plot_curve(report, shown, key, out_dir / f"{name}.png", ylabel, title, bounds)
         _record(result, name, path, f"no per-epoch `{key}` values in this sweep")
     _record(result, "ablation", plot_ablation(report, out_dir / "ablation.png"), "no completed configuration")
-    alpha_keys = [k for k in report.sweep.curves.metric_keys() if k.startswith("alpha_")]
+    alpha_keys = [k for k in report.sweep.curves.metric_keys() if k.startswith(ALPHA_PREFIX)]
     if alpha_keys and not _differs(report, shown, alpha_keys, over_time=True):
         result.notes.append(
             "alpha.png not drawn: α_t never moved from its initial value in any configuration"
@@ -264,9 +265,8 @@ def plot_ablation(report: SweepReport, path: Path) -> Path | None:
 
 def plot_alpha(report: SweepReport, shown: list[ConfigSummary], path: Path) -> Path | None:
     """One panel per configuration with the learned coefficients α_t = σ(c_t), one line per step t."""
-    keys = sorted(
-        (k for k in report.sweep.curves.metric_keys() if k.startswith("alpha_")), key=lambda k: int(k[6:])
-    )
+    keys = [k for k in report.sweep.curves.metric_keys() if k.startswith(ALPHA_PREFIX)]
+    keys.sort(key=lambda k: int(k[len(ALPHA_PREFIX) :]))
     panels = []
     for summary in shown:
         lines = [(k, _seed_series(report, summary, k)) for k in keys]
