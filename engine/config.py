@@ -29,6 +29,7 @@ import yaml
 from engine.errors import ConfigError
 from engine.neuron_spec import DEFAULT_NEURON, NeuronSpec
 from engine.registry import close_matches
+from engine.typed import Rule, build
 from engine.yamlio import load_yaml_text, read_yaml_file
 
 __all__ = [
@@ -235,7 +236,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, source: str = "config") -> RunConfig:
         """Build from a nested mapping; unknown keys and wrong types raise :class:`ConfigError`."""
-        return _build(cls, data or {}, prefix="", source=source)
+        return build(cls, data or {}, _ConfigStyle(source))
 
     @classmethod
     def from_preset(cls, name: str) -> RunConfig:
@@ -407,54 +408,23 @@ def _unknown_key(key: str, source: str, valid: list[str]) -> str:
     return f"{source}: unknown config key {key!r}{hint}"
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        valid = [f"{prefix}{name}" for name in fields]
-        raise ConfigError(_unknown_key(f"{prefix}{unknown[0]}", source, valid))
-    kwargs = {}
-    for name, value in data.items():
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind):
-            kwargs[name] = _build(kind, value or {}, f"{prefix}{name}.", source)
-        else:
-            kwargs[name] = _coerce(value, kind, f"{prefix}{name}", source)
-    return cls(**kwargs)
+@dataclasses.dataclass(frozen=True)
+class _ConfigStyle:
+    """How a run config's problems read: ``<source>: <key> = <value> must be <type>``."""
 
+    source: str
 
-def _coerce(value: Any, kind: Any, key: str, source: str) -> Any:
-    """Check ``value`` against the annotation ``kind``; ints are accepted where floats are expected."""
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(kind)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key, source)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{source}: {key} = {value!r} must be {_type_name(kind)}")
-    if origin is list:
-        (item_kind,) = typing.get_args(kind)
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{source}: {key} = {value!r} must be a list")
-        return [_coerce(v, item_kind, f"{key}[{i}]", source) for i, v in enumerate(value)]
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if kind is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if kind is bool and isinstance(value, bool):
-        return value
-    if kind is str and isinstance(value, str):
-        return value
-    raise ConfigError(f"{source}: {key} = {value!r} must be {_type_name(kind)}")
+    def not_a_mapping(self, where: str, value: Any) -> ConfigError:
+        return ConfigError(f"{self.source}: {where or 'config'} must be a mapping, got {value!r}")
+
+    def unknown_key(self, key: str, valid: list[str]) -> ConfigError:
+        return ConfigError(_unknown_key(key, self.source, valid))
+
+    def bad_value(self, key: str, value: Any, kind: Any, rule: Rule | None) -> ConfigError:
+        return ConfigError(f"{self.source}: {key} = {value!r} must be {_type_name(kind)}")
+
+    def bad_choice(self, key: str, value: Any, choices: tuple[Any, ...]) -> ConfigError:
+        return ConfigError(f"{self.source}: {key} = {value!r} must be one of {list(choices)}")
 
 
 def _type_name(kind: Any) -> str:
@@ -466,6 +436,7 @@ def _type_name(kind: Any) -> str:
         int: "an integer",
         bool: "true/false",
         str: "a string",
+        list: "a list",
     }.get(kind, str(kind))
 
 

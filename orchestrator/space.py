@@ -51,6 +51,7 @@ import itertools
 import json
 import math
 import re
+import typing
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ from engine.config import RunConfig, all_keys, flatten, parse_assignments, unfla
 from engine.errors import ConfigError
 from engine.registry import close_matches
 from engine.training.records import ALPHA_PREFIX, BEST_TEST_TOP1
+from engine.typed import Rule, build, rule
 from engine.yamlio import read_yaml_file
 
 __all__ = [
@@ -99,21 +101,67 @@ DATA_RATIO_KEY = "data.traindata_ratio"
 ARM_KEY = "arm"
 """The name under which the chosen arm appears among a trial's varied keys and Optuna params."""
 
-# Pruner name → its options and their defaults. ``None`` as a default means "derived from the run"
-# (e.g. the epoch count). ``asha`` is Ray's scheduler; every other one is Optuna's own pruner.
-PRUNERS: dict[str, dict[str, Any]] = {
-    "none": {},
-    "median": {"n_startup_trials": 5, "n_warmup_steps": 0, "interval_steps": 1, "n_min_trials": 1},
-    "successive_halving": {
-        "min_resource": "auto",
-        "reduction_factor": 4,
-        "min_early_stopping_rate": 0,
-        "bootstrap_count": 0,
-    },
-    "hyperband": {"min_resource": 1, "max_resource": None, "reduction_factor": 3, "bootstrap_count": 0},
-    "wilcoxon": {"p_threshold": 0.1, "n_startup_steps": 2},
-    "asha": {"grace_period": 1, "reduction_factor": 4, "brackets": 1},
+# Each pruner's options, their defaults and what they accept. ``None`` as a default means "derived from
+# the run" (e.g. the epoch count). ``asha`` is Ray's scheduler; every other one is Optuna's own pruner.
+_COUNT = rule(ge=0)
+_POSITIVE_COUNT = rule(ge=1)
+_RESOURCE = rule(ge=1, also=("auto",))
+"""An integer ≥ 1 or ``"auto"``: annotated ``int`` so that no other string passes."""
+_FACTOR = rule(ge=2)
+
+
+@dataclass(frozen=True)
+class NoPrunerOptions:
+    pass
+
+
+@dataclass(frozen=True)
+class MedianOptions:
+    n_startup_trials: int = field(default=5, metadata=_COUNT)
+    n_warmup_steps: int = field(default=0, metadata=_COUNT)
+    interval_steps: int = field(default=1, metadata=_POSITIVE_COUNT)
+    n_min_trials: int = field(default=1, metadata=_COUNT)
+
+
+@dataclass(frozen=True)
+class SuccessiveHalvingOptions:
+    min_resource: int = field(default="auto", metadata=_RESOURCE)  # type: ignore[assignment]
+    reduction_factor: int | float = field(default=4, metadata=_FACTOR)
+    min_early_stopping_rate: int = field(default=0, metadata=_COUNT)
+    bootstrap_count: int = field(default=0, metadata=_COUNT)
+
+
+@dataclass(frozen=True)
+class HyperbandOptions:
+    min_resource: int = field(default=1, metadata=_RESOURCE)
+    max_resource: int = field(default=None, metadata=_RESOURCE)  # type: ignore[assignment]
+    """Default ``None``: the run's epoch count (a null in the file is refused, as for any integer)."""
+    reduction_factor: int | float = field(default=3, metadata=_FACTOR)
+    bootstrap_count: int = field(default=0, metadata=_COUNT)
+
+
+@dataclass(frozen=True)
+class WilcoxonOptions:
+    p_threshold: float = field(default=0.1, metadata=rule(gt=0, lt=1))
+    n_startup_steps: int = field(default=2, metadata=_COUNT)
+
+
+@dataclass(frozen=True)
+class AshaOptions:
+    grace_period: int = field(default=1, metadata=_POSITIVE_COUNT)
+    reduction_factor: int | float = field(default=4, metadata=_FACTOR)
+    brackets: int = field(default=1, metadata=_POSITIVE_COUNT)
+
+
+PRUNERS: dict[str, type] = {
+    "none": NoPrunerOptions,
+    "median": MedianOptions,
+    "successive_halving": SuccessiveHalvingOptions,
+    "hyperband": HyperbandOptions,
+    "wilcoxon": WilcoxonOptions,
+    "asha": AshaOptions,
 }
+"""Pruner name → the dataclass of its options (``pruner: {name: median, n_startup_trials: 4}``)."""
 
 _TOP_KEYS = (
     "name",
@@ -277,28 +325,37 @@ class PrunerSpec:
 
 @dataclass(frozen=True)
 class Resources:
-    cpu: float = 1.0
-    gpu: float = 0.0
+    cpu: float = field(default=1.0, metadata=rule(gt=0))
+    gpu: float = field(default=0.0, metadata=rule(ge=0))
+    """A fraction that divides 1 (1/n, n ≤ ``MAX_TRIALS_PER_GPU``) or a whole number of GPUs."""
 
     def as_ray(self) -> dict[str, float]:
         return {"cpu": self.cpu, "gpu": self.gpu}
 
 
+MLFLOW_CHECKPOINTS = ("none", "best")
+"""The values of ``mlflow.log_checkpoint``."""
+
+
 @dataclass(frozen=True)
 class MlflowSpec:
     enabled: bool = True
-    tracking_uri: str | None = None
+    tracking_uri: str | None = field(
+        default=None, metadata=rule(nonempty=True, what="a tracking URI (e.g. http://host:5000)")
+    )
     """``None``: SQLite in the sweep directory (``sqlite:///<sweep>/mlflow.db``)."""
-    experiment: str | None = None
+    experiment: str | None = field(default=None, metadata=rule(nonempty=True, what="an experiment name"))
     """``None``: the sweep name."""
-    log_checkpoint: str = "none"
+    log_checkpoint: str = field(default="none", metadata=rule(choices=MLFLOW_CHECKPOINTS))
     """``best``: each finished run's best-epoch checkpoint is also a child-run artifact (``best/``), so
     a user with only the tracking server can download and evaluate the weights. Off by default: a
     checkpoint is the model's size, per run, in the artifact store."""
 
 
-MLFLOW_CHECKPOINTS = ("none", "best")
-"""The values of ``mlflow.log_checkpoint``."""
+@dataclass(frozen=True)
+class ProgressSpec:
+    interval_s: float = field(default=30.0, metadata=rule(gt=0))
+    """Seconds between two prints of the live trial table."""
 
 
 @dataclass(frozen=True)
@@ -514,10 +571,7 @@ class _Parser:
         progress = raw.get("progress") or {}
         if not isinstance(progress, dict):
             raise self.fail("progress", f"must be a mapping, got {progress!r}")
-        self._check_keys(progress, ("interval_s",), "progress")
-        interval = progress.get("interval_s", 30)
-        if not _is_number(interval) or interval <= 0:
-            raise self.fail("progress.interval_s", f"{interval!r} must be a number > 0")
+        interval = self._section(ProgressSpec, progress, "progress").interval_s
         self._report(raw.get("report"), parameters, arms)
 
         space = SweepSpace(
@@ -686,31 +740,9 @@ class _Parser:
         name = value.get("name", "none")
         if name not in PRUNERS:
             raise self.fail("pruner.name", f"{name!r} is not a pruner; allowed: {', '.join(PRUNERS)}")
-        defaults = PRUNERS[name]
         options = {k: v for k, v in value.items() if k != "name"}
-        for key in options:
-            if key not in defaults:
-                allowed = ", ".join(defaults) or "none"
-                raise self.fail(
-                    f"pruner.{key}", f"unknown option {key!r} of pruner {name!r}; its options: {allowed}"
-                )
-        merged = {**defaults, **options}
-        for key, v in options.items():
-            where = f"pruner.{key}"
-            if key == "p_threshold":
-                if not _is_number(v) or not 0 < v < 1:
-                    raise self.fail(where, f"{v!r} must be a number in (0, 1)")
-            elif key in ("min_resource", "max_resource"):
-                if not (v == "auto" or _is_int(v, minimum=1)):
-                    raise self.fail(where, f"{v!r} must be an integer ≥ 1 or 'auto'")
-            elif key == "reduction_factor":
-                if not _is_number(v) or v < 2:
-                    raise self.fail(where, f"{v!r} must be a number ≥ 2")
-            elif key in ("brackets", "interval_steps", "grace_period"):
-                if not _is_int(v, minimum=1):
-                    raise self.fail(where, f"{v!r} must be an integer ≥ 1")
-            elif not _is_int(v, minimum=0):
-                raise self.fail(where, f"{v!r} must be an integer ≥ 0")
+        built = build(PRUNERS[name], options, _PrunerStyle(self, name), "pruner.")
+        merged = dataclasses.asdict(built)
         return PrunerSpec(name=name, options=merged)
 
     def _report(self, value: Any, parameters: tuple[Param, ...], arms: tuple[Arm, ...]) -> None:
@@ -878,13 +910,8 @@ class _Parser:
     def _resources(self, value: Any) -> Resources:
         if not isinstance(value, dict):
             raise self.fail("resources", f"{value!r} must be a mapping like {{cpu: 1, gpu: 0.25}}")
-        self._check_keys(value, ("cpu", "gpu"), "resources")
-        cpu = value.get("cpu", 1)
-        if not _is_number(cpu) or cpu <= 0:
-            raise self.fail("resources.cpu", f"{cpu!r} must be a number > 0")
-        gpu = value.get("gpu", 0)
-        if not _is_number(gpu) or gpu < 0:
-            raise self.fail("resources.gpu", f"{gpu!r} must be a number ≥ 0")
+        resources = self._section(Resources, value, "resources")
+        gpu = resources.gpu
         if 0 < gpu < 1 and not _divides_one(gpu):
             fractions = ", ".join(_short(1 / n) for n in (2, 3, 4, 5, 6, 8))
             raise self.fail(
@@ -894,26 +921,17 @@ class _Parser:
             )
         if gpu > 1 and gpu != int(gpu):
             raise self.fail("resources.gpu", f"{gpu}: more than one GPU must be a whole number")
-        return Resources(cpu=float(cpu), gpu=float(gpu))
+        return resources
 
     def _mlflow(self, value: Any) -> MlflowSpec:
         if not isinstance(value, dict):
             raise self.fail("mlflow", f"{value!r} must be a mapping")
-        self._check_keys(value, ("enabled", "tracking_uri", "experiment", "log_checkpoint"), "mlflow")
-        enabled = value.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise self.fail("mlflow.enabled", f"{enabled!r} must be true or false")
-        uri = value.get("tracking_uri")
-        if uri is not None and (not isinstance(uri, str) or not uri):
-            raise self.fail("mlflow.tracking_uri", f"{uri!r} must be a tracking URI (e.g. http://host:5000)")
-        experiment = value.get("experiment")
-        if experiment is not None and (not isinstance(experiment, str) or not experiment):
-            raise self.fail("mlflow.experiment", f"{experiment!r} must be an experiment name")
-        checkpoint = value.get("log_checkpoint", "none")
-        if checkpoint not in MLFLOW_CHECKPOINTS:
-            allowed = list(MLFLOW_CHECKPOINTS)
-            raise self.fail("mlflow.log_checkpoint", _unknown(str(checkpoint), allowed, "value"))
-        return MlflowSpec(enabled=enabled, tracking_uri=uri, experiment=experiment, log_checkpoint=checkpoint)
+        return self._section(MlflowSpec, value, "mlflow")
+
+    def _section(self, cls: type, value: dict[str, Any], where: str) -> Any:
+        """A typed section built by the same builder as a run config (``engine.typed``), in this file's
+        words: unknown keys with the allowed ones, each value against its annotation and rule."""
+        return build(cls, value, _SpaceStyle(self), f"{where}.")
 
     # ----------------------------------------------------------------------------------------------
     # checks
@@ -1000,6 +1018,62 @@ class _Parser:
 
 # --------------------------------------------------------------------------------------------------
 # helpers
+
+
+@dataclass(frozen=True)
+class _SpaceStyle:
+    """How a typed section's problems read in a sweep file: ``<file>: <key>: <value> must be …``."""
+
+    parser: _Parser
+
+    def not_a_mapping(self, where: str, value: Any) -> SpaceError:
+        return self.parser.fail(where, f"{value!r} must be a mapping")
+
+    def unknown_key(self, key: str, valid: list[str]) -> SpaceError:
+        name = key.rsplit(".", 1)[-1]
+        return self.parser.fail(key, _unknown(name, [v.rsplit(".", 1)[-1] for v in valid], "key"))
+
+    def bad_value(self, key: str, value: Any, kind: Any, rule: Rule | None) -> SpaceError:
+        return self.parser.fail(key, f"{value!r} must be {_describe(kind, rule)}")
+
+    def bad_choice(self, key: str, value: Any, choices: tuple[Any, ...]) -> SpaceError:
+        return self.parser.fail(key, _unknown(str(value), list(choices), "value"))
+
+
+@dataclass(frozen=True)
+class _PrunerStyle(_SpaceStyle):
+    """A pruner's options: an unknown one is named with the pruner's own options."""
+
+    pruner: str = ""
+
+    def unknown_key(self, key: str, valid: list[str]) -> SpaceError:
+        options = ", ".join(v.rsplit(".", 1)[-1] for v in valid) or "none"
+        name = key.rsplit(".", 1)[-1]
+        return self.parser.fail(
+            key, f"unknown option {name!r} of pruner {self.pruner!r}; its options: {options}"
+        )
+
+
+def _describe(kind: Any, rule: Rule | None) -> str:
+    """The accepted values as a sweep file's messages name them."""
+    if rule is not None and rule.what:
+        return rule.what
+    options = [k for k in typing.get_args(kind) if k is not type(None)] or [kind]
+    if bool in options:
+        return "true or false"
+    if float in options:
+        name = "a number"
+    else:
+        name = {int: "an integer", str: "a string"}.get(options[0], str(options[0]))
+    if rule is not None and rule.gt is not None and rule.lt is not None:
+        name = f"{name} in ({_short(rule.gt)}, {_short(rule.lt)})"
+    elif rule is not None and rule.gt is not None:
+        name = f"{name} > {_short(rule.gt)}"
+    elif rule is not None and rule.ge is not None:
+        name = f"{name} ≥ {_short(rule.ge)}"
+    if rule is not None and rule.also:
+        name += "".join(f" or {v!r}" for v in rule.also)
+    return name
 
 
 def _normalised(raw: dict[str, Any], name: str, seeds: tuple[int, ...]) -> dict[str, Any]:
