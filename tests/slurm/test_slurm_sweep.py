@@ -6,13 +6,14 @@ must resume the same sweep and finish it with exactly the planned runs, and ever
 trials, per-epoch curves, MLflow runs — must equal a local, uninterrupted ``spikesweep sweep`` of the same
 space: the engine is deterministic on CPU, and a trial cut short resumes from its last epoch checkpoint.
 The local run goes at the same time as the Slurm job, to keep the test short; both run the smoke space
-with 3 epochs per trial instead of 8 (the same sweep otherwise: 4 trials, 2 at a time), which keeps
-every step of the preemption — a trial finished, others cut mid-run, a requeued job resuming them —
-at under half the time.
+with 4 epochs per trial instead of 8, on half the nshapes recordings at 24 px instead of 32 (the same
+sweep otherwise: 4 trials, 2 at a time), which keeps every step of the preemption — a trial finished,
+others cut mid-run, a requeued job resuming them — at a fraction of the time.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +33,25 @@ FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT
 # Columns that legitimately differ between two runs of the same sweep.
 RUN_SPECIFIC = {"trial_id", "optuna_trial", "mlflow_run_id", "wall_time_s", "hostname"}
 TIMINGS = {"trial_id", "epoch_time_s", "samples_per_s", "peak_mem_mb", "wall_time_s"}
+EPOCHS = 4
+
+
+def cut_mid_run(sweep_dir: Path) -> bool:
+    """A trial has finished and another has reported its second epoch, with two to go: preempting now
+    stops that one mid-run with a checkpoint to resume from (Tune registers an epoch's checkpoint a step
+    after the result, so the first epoch alone may have none yet)."""
+    try:
+        rows = pq.read_table(sweep_dir / "trials.parquet").to_pylist()
+        done = {r["plan_key"] for r in rows if r["status"] == "COMPLETE"}
+        lines = (sweep_dir / "journal.jsonl").read_text().splitlines()
+    except (OSError, ValueError):  # not written yet
+        return False
+    latest: dict[str, int] = {}
+    for line in lines:
+        if line.strip().endswith("}"):
+            event = json.loads(line)
+            latest[event["plan_key"]] = max(latest.get(event["plan_key"], -1), event["epoch"])
+    return bool(done) and any(epoch == 1 and key not in done for key, epoch in latest.items())
 
 
 def spikesweep(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -77,11 +97,13 @@ def mlflow_records(sweep_dir: Path) -> dict[str, dict]:
 
 
 def short_smoke(tmp_path: Path) -> Path:
-    """``search_spaces/smoke.yaml`` with 3 epochs per trial (the file is copied, not changed)."""
+    """``search_spaces/smoke.yaml`` with 4 epochs per trial on half the recordings at 24 px (the file is
+    copied, not changed): an epoch costs about a quarter of the smoke space's."""
     text = SMOKE.read_text()
     assert text.count("\n  epochs: 8 ") == 1
     path = tmp_path / "smoke.yaml"
-    path.write_text(text.replace("\n  epochs: 8 ", "\n  epochs: 3 "))
+    short = f"\n  epochs: {EPOCHS}\n  data: {{nshapes_per_class: 20, event_size: 24}}  "
+    path.write_text(text.replace("\n  epochs: 8 ", short))
     return path
 
 
@@ -111,9 +133,11 @@ def test_preempted_slurm_sweep_resumes_and_equals_a_local_run(
 
         # preempt once the sweep is under way: some trial has finished, not all of them
         def under_way(fields: dict) -> bool:
-            return (sweep_dir / "trials.parquet").exists() or fields.get("JobState") in FINAL_STATES
+            return cut_mid_run(sweep_dir) or fields.get("JobState") in FINAL_STATES
 
-        fields = slurm_cluster.wait_for(job_id, under_way, timeout=240, poll=1, what="a finished trial")
+        fields = slurm_cluster.wait_for(
+            job_id, under_way, timeout=240, poll=1, what="a finished trial and another one mid-run"
+        )
         assert fields["JobState"] == "RUNNING", job_log.read_text()
         done_before = pq.read_table(sweep_dir / "trials.parquet").column("status").to_pylist()
         urgent = subprocess.run(
@@ -140,6 +164,7 @@ def test_preempted_slurm_sweep_resumes_and_equals_a_local_run(
     assert sorted(runs) == [0, 1]
     assert runs[1][-1] == "completed: the sweep finished"
     assert "[sweep] resuming smoke" in job_log.read_text()
+    assert "resumed from its checkpoint" in job_log.read_text()  # the trial cut mid-run
 
     # the same runs with the same results, epoch by epoch, as the local run — and no duplicates
     local_dir = tmp_path / "local" / "smoke"
