@@ -11,6 +11,18 @@ SWEEP_EXTRA = frozenset({"ray", "optuna", "mlflow"})
 """Top-level packages of the ``[sweep]`` extra (pyproject.toml): a command that needs one that is not
 installed says so, with the install line, instead of a traceback."""
 
+
+def require_sweep_extra() -> None:
+    """Raise ``ModuleNotFoundError`` (which :func:`main` turns into the install line) unless every package
+    of the ``[sweep]`` extra can be imported. Checked without importing them, before a command spends
+    seconds validating a space or building its datasets only to find Ray missing at launch."""
+    import importlib.util  # noqa: PLC0415
+
+    for name in sorted(SWEEP_EXTRA):
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
 # Subcommand modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "orchestrator.commands.train",

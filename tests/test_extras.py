@@ -37,6 +37,12 @@ def test_sweep_without_the_extra_names_it_and_writes_nothing(tmp_path) -> None:
     assert "part of the [sweep] extra" in done.stderr and "pip install 'spikesweep[sweep]'" in done.stderr
     assert "Traceback" not in done.stderr
     assert not storage.exists()
+    assert not (tmp_path / "cache").exists()  # refused at once, before the space's datasets were built
+    # planning needs none of the extra
+    smoke = str(REPO / "search_spaces" / "smoke.yaml")
+    planned = spikesweep_without_extra("sweep", smoke, "--dry-run", "--storage", str(storage), cwd=tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    assert "g0001s1024" in planned.stdout and not storage.exists()
 
 
 def test_train_and_report_run_without_the_extra(tmp_path) -> None:

@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not (args.dry_run or args.estimate):  # a plan needs none of the [sweep] extra; a launch all of it
+        from orchestrator.cli import require_sweep_extra  # noqa: PLC0415
+
+        require_sweep_extra()
     from orchestrator.tune.driver import run_sweep  # noqa: PLC0415 — Ray, Optuna and MLflow load only here
 
     outcome = run_sweep(
