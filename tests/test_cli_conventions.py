@@ -80,9 +80,9 @@ def test_progress_summary_counts_runs_and_estimates_the_rest():
         "g0000s1024", 1024, 0, "t2", "grid", "h", {e: {"epoch_time_s": 10.0} for e in range(3)}
     )
     recorder = SimpleNamespace(runs={"a": done, "b": running})
-    bridge = SimpleNamespace(space=space, sweep_dir=SimpleNamespace(name="smoke-2"))
+    study = SimpleNamespace(space=space, sweep_dir=SimpleNamespace(name="smoke-2"))
     # 21 epochs left (8 for the run not started, 5 for the running one) × 10 s, one run at a time
-    assert progress_summary(bridge, recorder, 125.0) == "1 of 4 runs done, 2m05s elapsed, ETA 3m30s"
+    assert progress_summary(study, recorder, 125.0) == "1 of 4 runs done, 2m05s elapsed, ETA 3m30s"
 
 
 def test_a_journal_from_before_the_activity_keys_still_makes_epochs_parquet(tmp_path):

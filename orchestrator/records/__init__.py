@@ -70,7 +70,7 @@ ACTIVE_STATUSES = frozenset({TrialStatus.RUNNING, TrialStatus.PENDING})
 
 # --------------------------------------------------------------------------------------------------
 # Keys the sweep trainable adds to every Ray Tune result, besides the engine's per-epoch metrics: the
-# worker side (the trainable) and the driver side (the Optuna bridge, the journal, the MLflow logger)
+# worker side (the trainable) and the driver side (the Optuna study, the journal, the MLflow logger)
 # both read them.
 
 SEED_KEY = "seed"
