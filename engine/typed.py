@@ -49,8 +49,8 @@ class Rule:
     """How a message names the accepted values, where the type and bounds do not say it well."""
 
     def accepts(self, value: Any) -> bool:
-        if self.choices is not None:
-            return value in self.choices
+        """Bounds, finiteness and non-emptiness (``choices`` are checked by :func:`check_value`, which
+        names them in its message)."""
         if isinstance(value, int | float) and not isinstance(value, bool):
             if self.finite and not math.isfinite(value):
                 return False

@@ -207,13 +207,7 @@ class SweepStudy:
     # ----------------------------------------------------------------------------------------------
     # creating trials
     def create(self, planned: PlannedTrial, tune_trial_id: str, attempt: int = 1) -> StudyEntry:
-        attrs = {
-            **planned.to_config(),
-            **_seed_attr(planned),
-            "attempt": attempt,
-            "tune_trial_id": tune_trial_id,
-        }
-        self.optuna.enqueue_trial(planned.params, user_attrs=attrs)
+        self.optuna.enqueue_trial(planned.params, user_attrs=_user_attrs(planned, tune_trial_id, attempt))
         trial = self.ask()
         return self._register(trial, planned, tune_trial_id, attempt)
 
@@ -223,12 +217,7 @@ class SweepStudy:
 
     def adopt(self, trial: optuna.trial.Trial, planned: PlannedTrial, tune_trial_id: str) -> StudyEntry:
         """Record what a trial just asked from the sampler is for (its plan key and seed)."""
-        for key, value in {
-            **planned.to_config(),
-            **_seed_attr(planned),
-            "attempt": 1,
-            "tune_trial_id": tune_trial_id,
-        }.items():
+        for key, value in _user_attrs(planned, tune_trial_id, attempt=1).items():
             trial.set_user_attr(key, value)
         return self._register(trial, planned, tune_trial_id)
 
@@ -373,7 +362,7 @@ class SweepStudy:
         ]
 
     def status_of(self, number: int) -> str:
-        return status_from_optuna(self._index()[number].state)
+        return status_from_optuna(self.entry(number).state)
 
     def status_counts(self) -> dict[str, int]:
         """How many plan keys' newest attempts are in each status (what the closing line and the MLflow
@@ -420,6 +409,12 @@ def _finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def _user_attrs(planned: PlannedTrial, tune_trial_id: str, attempt: int) -> dict[str, Any]:
+    """What an Optuna trial records about itself: its plan (key, stage, seeds, params), its seed, which
+    attempt at that plan key it is, and the Tune trial running it (the index is rebuilt from these)."""
+    return {**planned.to_config(), **_seed_attr(planned), "attempt": attempt, "tune_trial_id": tune_trial_id}
 
 
 def _seed_attr(planned: PlannedTrial) -> dict[str, Any]:
