@@ -27,12 +27,13 @@ from typing import Any
 import yaml
 
 from engine.errors import ConfigError
-from engine.neuron_spec import DEFAULT_NEURON, NeuronSpec
+from engine.neuron_spec import BACKEND_CHOICES, DEFAULT_NEURON, NeuronSpec
 from engine.registry import close_matches
 from engine.typed import Rule, build
 from engine.yamlio import load_yaml_text, read_yaml_file
 
 __all__ = [
+    "COMPILE_MODES",
     "ConfigError",
     "RunConfig",
     "all_keys",
@@ -62,6 +63,16 @@ class ModelConfig:
     """Recompute BatchNorm outputs and membrane potentials in the backward pass instead of saving them:
     about a third less activation memory for a few percent more time (multi-step mode), so more trials
     pack onto one GPU. Same numbers; not part of ``config_hash``."""
+    neuron_backend: str = "fused"
+    """How multi-step neurons run their T steps (``engine.neurons``): ``fused`` (one autograd node over
+    the T steps, torch kernels), ``triton`` (the same node as one Triton kernel forward and one backward;
+    CUDA with ``triton`` installed), ``autograd`` (plain torch, the reference; the one ``train.compile``
+    can fuse into its own kernels) or ``auto`` (``triton`` where it can run, else ``fused``). Same
+    spikes and potentials; not part of ``config_hash``."""
+    lean_spikes: bool = False
+    """Convolutions fed by spikes keep them for the backward pass as 1 byte per element instead of the
+    compute dtype's 2–4 (``engine.models.lean_conv``): the same numbers, less activation memory, one
+    narrowing copy per such convolution. Spiking neurons only; not part of ``config_hash``."""
 
     def neuron_spec(self) -> NeuronSpec:
         """The neuron every layer of the model gets (the surrogate's α keeps its default)."""
@@ -195,6 +206,20 @@ class ScheduleConfig:
     decay_rate: float = 0.1
 
 
+COMPILE_MODES = ("none", "blocks", "step")
+"""``train.compile``: nothing, each block of the model, or the whole training step
+(``engine.training.compile``)."""
+
+
+@dataclass
+class TrainConfig:
+    compile: str = "none"
+    """``torch.compile`` (``engine.training.compile``): ``none``; ``blocks`` compiles each block of the
+    model (conv → BN → neuron, residual blocks, heads) and leaves the fused/Triton neuron nodes as they
+    are; ``step`` compiles the model's whole forward and backward as one graph, with CUDA graphs on a
+    GPU. Tested equal to the uncompiled step; not part of ``config_hash``."""
+
+
 @dataclass
 class EnergyConfig:
     """Energy per operation for the inference-energy estimate (``engine.activity``): Horowitz (ISSCC
@@ -230,6 +255,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     # ----------------------------------------------------------------------------------------------
     # construction
@@ -307,7 +333,7 @@ class RunConfig:
     # validation
     def validate(self) -> RunConfig:
         """Check ranges and registry names; raise :class:`ConfigError` listing every problem found."""
-        problems = [*_range_problems(self), *_name_problems(self)]
+        problems = [*_range_problems(self), *_name_problems(self), *_environment_problems(self)]
         if problems:
             raise ConfigError("invalid run configuration:\n  - " + "\n  - ".join(problems))
         return self
@@ -336,6 +362,9 @@ NON_SEMANTIC_KEYS = frozenset(
         "data.pin_memory",
         "model.step_mode",
         "model.recompute",
+        "model.neuron_backend",
+        "model.lean_spikes",
+        "train.compile",
         "deterministic",
     }
 )
@@ -469,6 +498,24 @@ def _range_problems(c: RunConfig) -> list[str]:
             c.model.step_mode in ("auto", "m", "s"),
             f"model.step_mode = {c.model.step_mode!r} must be auto, m (layer by layer) or s (step by step)",
         ),
+        (
+            c.model.neuron_backend in BACKEND_CHOICES,
+            f"model.neuron_backend = {c.model.neuron_backend!r} must be one of {', '.join(BACKEND_CHOICES)}",
+        ),
+        (
+            not (c.model.recompute and c.model.neuron_backend == "autograd"),
+            "model.recompute = true needs model.neuron_backend fused, triton or auto: the autograd backend"
+            " keeps a graph per step, which has nothing to recompute from",
+        ),
+        (
+            not (c.model.lean_spikes and c.model.neuron == "relu"),
+            "model.lean_spikes = true needs spiking neurons: model.neuron = relu feeds its convolutions"
+            " real numbers, which 1 byte cannot hold",
+        ),
+        (
+            c.train.compile in COMPILE_MODES,
+            f"train.compile = {c.train.compile!r} must be one of {', '.join(COMPILE_MODES)}",
+        ),
         (c.data.event_size >= 8, f"data.event_size = {c.data.event_size} must be ≥ 8"),
         (c.data.crop_padding >= 0, f"data.crop_padding = {c.data.crop_padding} must be ≥ 0"),
         (c.data.snr >= 0, f"data.snr = {c.data.snr} must be ≥ 0 (dB; 0 turns the noise off)"),
@@ -535,6 +582,29 @@ def _range_problems(c: RunConfig) -> list[str]:
     if c.method.tet_phi is not None:
         checks.append((math.isfinite(c.method.tet_phi), "method.tet_phi must be finite"))
     return [message for ok, message in checks if not ok]
+
+
+def _environment_problems(c: RunConfig) -> list[str]:
+    """What this machine cannot run: ``model.neuron_backend: triton`` without Triton or without CUDA
+    (its interpreter, ``TRITON_INTERPRET=1``, counts as a device). Imports torch, so only once the
+    cheap checks have passed."""
+    if c.model.neuron_backend != "triton":
+        return []
+    from engine.triton_neurons import unavailable_reason  # noqa: PLC0415 — torch, only when asked
+
+    reason = unavailable_reason(_device_type(c.device))
+    if reason is None:
+        return []
+    others = ", ".join(b for b in BACKEND_CHOICES if b != "triton")
+    return [f"model.neuron_backend = 'triton' cannot run here: {reason}; choose one of {others}"]
+
+
+def _device_type(device: str) -> str:
+    if device == "auto":
+        import torch  # noqa: PLC0415
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device.partition(":")[0]
 
 
 def _name_problems(c: RunConfig) -> list[str]:

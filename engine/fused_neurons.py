@@ -51,11 +51,13 @@ from torch.autograd.function import once_differentiable
 
 __all__ = [
     "CHARGE_KINDS",
+    "KERNELS",
     "NeuronDynamics",
     "backward_loop",
     "forward_loop",
     "fused_multi_step",
     "initial_state",
+    "loops_for",
 ]
 
 CHARGE_KINDS = ("div", "add", "mul")
@@ -92,6 +94,9 @@ class NeuronDynamics:
     alpha: float
     record: bool
     """Return every step's post-reset potential ``[T, ...]``, not only the last one."""
+    kernel: str = "torch"
+    """Who runs the loops: ``"torch"`` (:func:`forward_loop` / :func:`backward_loop` here) or
+    ``"triton"`` (``engine.triton_neurons``, where it can run this input; see :func:`loops_for`)."""
 
 
 def forward_loop(
@@ -184,6 +189,23 @@ def backward_loop(
     return grad_x, grad_v0, grad_k
 
 
+KERNELS = ("torch", "triton")
+
+Loops = tuple[Callable[..., tuple], Callable[..., tuple]]
+
+
+def loops_for(d: NeuronDynamics, x: Tensor) -> Loops:
+    """``(forward_loop, backward_loop)`` for this neuron and input: the Triton kernels when
+    ``d.kernel == "triton"`` and they can run ``x`` (``engine.triton_neurons.can_run``), else the torch
+    loops of this module. Both give the same spikes and potentials."""
+    if d.kernel == "triton":
+        from engine import triton_neurons  # noqa: PLC0415 — torch-only runs never import it
+
+        if triton_neurons.can_run(x, d):
+            return triton_neurons.forward_loop, triton_neurons.backward_loop
+    return forward_loop, backward_loop
+
+
 class _MultiStepNeuron(torch.autograd.Function):
     """Inputs: ``x_seq, v0 (tensor or None), k (PLIF's σ(w) or None)``; outputs: ``(spikes, v)``.
 
@@ -197,7 +219,8 @@ class _MultiStepNeuron(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         needs_grad = any(ctx.needs_input_grad[:3])
         keep_diff = dynamics.kind == "mul" and ctx.needs_input_grad[2]
-        spikes, v, h_seq, diff_seq = forward_loop(x_seq, v0, k, dynamics, needs_grad, keep_diff)
+        forward, ctx.backward_loop = loops_for(dynamics, x_seq)
+        spikes, v, h_seq, diff_seq = forward(x_seq, v0, k, dynamics, needs_grad, keep_diff)
         ctx.dynamics, ctx.has_v0 = dynamics, v0 is not None
         ctx.set_materialize_grads(False)  # an unused output's gradient stays None: no zero tensors
         ctx.save_for_backward(h_seq, k, diff_seq)
@@ -207,7 +230,7 @@ class _MultiStepNeuron(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_spikes: Tensor | None, grad_v: Tensor | None):  # type: ignore[override]
         h_seq, k, diff_seq = ctx.saved_tensors
-        grad_x, grad_v0, grad_k = backward_loop(
+        grad_x, grad_v0, grad_k = ctx.backward_loop(
             h_seq, k, diff_seq, grad_spikes, grad_v, ctx.dynamics, ctx.has_v0
         )
         needs = ctx.needs_input_grad
@@ -244,4 +267,6 @@ def fused_multi_step(
         raise ValueError(f"kind must be one of {CHARGE_KINDS}, got {dynamics.kind!r}")
     if dynamics.kind == "mul" and k is None:
         raise ValueError("kind='mul' (PLIF) needs k = sigmoid(w)")
+    if dynamics.kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {dynamics.kernel!r}")
     return _MultiStepNeuron.apply(x_seq, initial_state(x_seq, v0), k, dynamics)

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine.neurons import BaseNeuron
 
-__all__ = ["DEFAULT_NEURON", "NeuronSpec"]
+__all__ = ["BACKENDS", "BACKEND_CHOICES", "DEFAULT_NEURON", "NeuronSpec"]
+
+BACKENDS = ("fused", "autograd", "triton")
+"""How a multi-step neuron runs its T steps (``engine.neurons`` says what each one is)."""
+BACKEND_CHOICES = ("auto", *BACKENDS)
+"""What ``model.neuron_backend`` accepts: a backend, or ``auto``
+(``engine.models.resolve_neuron_backend``)."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,10 @@ one is the reference):
 * ``"fused"`` (default): the T steps run as one autograd node with a hand-written backward through time
   (``engine.fused_neurons``); it saves one ``[T, ...]`` tensor and builds no per-step graph. Spikes and
   potentials are bit-identical to ``"autograd"``, gradients equal up to float rounding.
+* ``"triton"``: the fused node with its two loops as Triton kernels, all T steps in one launch each
+  (``engine.triton_neurons``): the same spikes and potentials, the same saved tensor. It runs on CUDA
+  tensors (and on CPU tensors under ``TRITON_INTERPRET=1``, how the tests check it); on any input the
+  kernels do not take it runs the fused torch loops.
 * ``"autograd"``: the loop below, differentiated by autograd — the reference the fused path is tested
   against. It is also used whenever the surrogate is not one of ``engine.surrogates``.
 
@@ -46,12 +50,13 @@ import torch
 from torch import Tensor, nn
 
 from engine.fused_neurons import NeuronDynamics, fused_multi_step
-from engine.neuron_spec import DEFAULT_NEURON
+from engine.neuron_spec import BACKENDS, DEFAULT_NEURON
 from engine.registry import Registry
 from engine.surrogates import Surrogate, create_surrogate
 
 __all__ = [
     "BACKENDS",
+    "FUSED_BACKENDS",
     "NEURONS",
     "BaseNeuron",
     "IFNode",
@@ -64,7 +69,9 @@ __all__ = [
 NEURONS: Registry[type[BaseNeuron]] = Registry("neuron")
 
 STEP_MODES = ("s", "m")
-BACKENDS = ("fused", "autograd")
+FUSED_BACKENDS = ("fused", "triton")
+"""Backends that run the time loop as one autograd node (``engine.fused_neurons``)."""
+_KERNEL_OF = {"fused": "torch", "triton": "triton"}
 
 
 class BaseNeuron(nn.Module):
@@ -78,7 +85,8 @@ class BaseNeuron(nn.Module):
         alpha: the surrogate's α (ignored when ``surrogate`` is already built).
         step_mode: ``"s"`` or ``"m"`` (module docstring).
         record_mem: in multi-step mode, keep every step's post-reset potential in ``mem_seq``.
-        backend: ``"fused"`` or ``"autograd"``, how the multi-step loop runs (module docstring).
+        backend: ``"fused"``, ``"triton"`` or ``"autograd"``, how the multi-step loop runs (module
+            docstring).
     """
 
     uses_tau = False
@@ -158,7 +166,7 @@ class BaseNeuron(nn.Module):
         return None
 
     def multi_step_forward(self, x_seq: Tensor) -> Tensor:
-        if self._backend == "fused" and isinstance(self.surrogate, Surrogate):
+        if self._backend in FUSED_BACKENDS and isinstance(self.surrogate, Surrogate):
             return self._fused_multi_step_forward(x_seq)
         return self._autograd_multi_step_forward(x_seq)
 
@@ -172,6 +180,7 @@ class BaseNeuron(nn.Module):
             derivative=self.surrogate.derivative,
             alpha=self.surrogate.alpha,
             record=self.record_mem,
+            kernel=_KERNEL_OF.get(self._backend, "torch"),
         )
 
     def keep_fused_state(self, v: Tensor) -> None:

@@ -160,7 +160,7 @@ def test_backend_is_validated_and_switchable():
     with pytest.raises(ValueError, match="backend"):
         create_neuron("lif", backend="cuda")
     with pytest.raises(ValueError, match="neuron_backend"):
-        create_model("scnn", num_classes=3, T=2, neuron_backend="triton")
+        create_model("scnn", num_classes=3, T=2, neuron_backend="cuda")
     model = create_model("scnn", num_classes=3, T=2)
     assert {m.backend for m in model.modules() if isinstance(m, BaseNeuron)} == {"fused"}
     set_neuron_backend(model, "autograd")

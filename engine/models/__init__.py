@@ -13,9 +13,11 @@ from engine.models.factory import (
     create_model,
     list_models,
     resolve_memory_format,
+    resolve_neuron_backend,
     resolve_step_mode,
 )
 from engine.models.layers import set_memory_format, set_neuron_backend, set_step_mode
+from engine.models.lean_conv import set_lean_spikes
 from engine.models.recompute import set_recompute
 from engine.neuron_spec import NeuronSpec
 
@@ -31,7 +33,9 @@ __all__ = [
     "create_model",
     "list_models",
     "resolve_memory_format",
+    "resolve_neuron_backend",
     "resolve_step_mode",
+    "set_lean_spikes",
     "set_memory_format",
     "set_neuron_backend",
     "set_recompute",

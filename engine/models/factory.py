@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from engine.models.layers import MEMORY_FORMATS, set_memory_format, set_neuron_backend, set_step_mode
+from engine.models.lean_conv import set_lean_spikes
 from engine.models.recompute import set_recompute
-from engine.neuron_spec import DEFAULT_NEURON, NeuronSpec
+from engine.neuron_spec import BACKEND_CHOICES, DEFAULT_NEURON, NeuronSpec
 from engine.neurons import BACKENDS, NEURONS, STEP_MODES
 from engine.registry import Registry
 from engine.surrogates import SURROGATES
@@ -29,6 +30,7 @@ __all__ = [
     "create_model",
     "list_models",
     "resolve_memory_format",
+    "resolve_neuron_backend",
     "resolve_step_mode",
 ]
 
@@ -75,6 +77,22 @@ def resolve_step_mode(step_mode: str, device: str | torch.device | None = None) 
     return AUTO_STEP_MODE.get(_device_type(device), "m")
 
 
+def resolve_neuron_backend(backend: str, device: str | torch.device | None = None) -> str:
+    """``"fused"``, ``"autograd"`` or ``"triton"`` for ``backend`` on ``device``.
+
+    ``auto``: ``"triton"`` on a CUDA device with Triton installed (``engine.triton_neurons``), else
+    ``"fused"``. A CPU tensor never gets the kernels from ``auto``: Triton's interpreter, which runs them
+    on a CPU, exists for tests and is hundreds of times slower than the torch loops.
+    """
+    if backend in BACKENDS:
+        return backend
+    if backend != "auto":
+        raise ValueError(f"neuron_backend must be one of {BACKEND_CHOICES}, got {backend!r}")
+    from engine.triton_neurons import triton_importable  # noqa: PLC0415
+
+    return "triton" if _device_type(device) == "cuda" and triton_importable() else "fused"
+
+
 def resolve_memory_format(
     memory_format: str, step_mode: str, device: str | torch.device | None = None
 ) -> str:
@@ -108,6 +126,7 @@ def create_model(
     neuron_backend: str = "fused",
     memory_format: str = "auto",
     recompute: bool = False,
+    lean_spikes: bool = False,
     device: str | torch.device | None = None,
     **neuron_fields: Any,
 ) -> SpikingModel:
@@ -127,13 +146,17 @@ def create_model(
             order; the reference the fast path is tested against) or ``"auto"`` (the faster of the two
             on ``device``, :func:`resolve_step_mode`).
         neuron_backend: how multi-step neurons run their time loop: ``"fused"`` (one autograd node,
-            hand-written backward through time; default) or ``"autograd"`` (the plain-torch reference).
+            hand-written backward through time; default), ``"triton"`` (the same node as Triton
+            kernels, ``engine.triton_neurons``), ``"autograd"`` (the plain-torch reference) or
+            ``"auto"`` (:func:`resolve_neuron_backend`).
         memory_format: how the multi-step path stores its frames: ``"contiguous"`` (NCHW,
             batch-major), ``"channels_last"`` (NHWC, time-major; conv weights too) or ``"auto"``
             (:func:`resolve_memory_format`). Same numbers either way.
         recompute: keep a third less activation memory per conv → BN → neuron block by recomputing
             the BN output and the membrane potentials in the backward pass
-            (``engine.models.recompute``; multi-step training with fused neurons only).
+            (``engine.models.recompute``; multi-step training with fused or Triton neurons only).
+        lean_spikes: convolutions fed by spikes save them as 1 byte for the backward pass
+            (``engine.models.lean_conv``; spiking neurons only).
         device: the device the model will run on, consulted by the ``"auto"`` choices only; the model
             is built on the CPU either way. ``None``: CUDA when available, else the CPU.
         **neuron_fields: shorthand for fields of the neuron spec: ``tau=3.0`` is
@@ -150,14 +173,16 @@ def create_model(
     SURROGATES.get(spec.surrogate)
     if not width > 0:
         raise ValueError(f"width must be > 0, got {width}")
-    if neuron_backend not in BACKENDS:
-        raise ValueError(f"neuron_backend must be one of {BACKENDS}, got {neuron_backend!r}")
+    backend = resolve_neuron_backend(neuron_backend, device)
+    if recompute and backend == "autograd":
+        raise ValueError("recompute=True needs the fused or triton neuron backend, not 'autograd'")
     mode = resolve_step_mode(step_mode, device)
     model = cls(num_classes=num_classes, T=T, width=width, neuron=spec, input_size=input_size)
-    set_neuron_backend(model, neuron_backend)
+    set_neuron_backend(model, backend)
     set_step_mode(model, mode)
     set_memory_format(model, resolve_memory_format(memory_format, mode, device))
     set_recompute(model, recompute)
+    set_lean_spikes(model, lean_spikes)
     return model
 
 

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine.models.lean_conv import lean_conv2d
 from engine.neurons import BACKENDS, STEP_MODES, BaseNeuron
 
 __all__ = [
@@ -117,7 +118,13 @@ class Conv2d(_FoldTime, nn.Conv2d):
     here for ResNet18's first downsample at width 0.125, wrong weight gradients on other CPUs).
     """
 
+    spike_input: bool = False
+    """This convolution's input is a spiking neuron's output (set by the model families)."""
+    lean: bool = False
+    """Keep the spike input as 1 byte for the backward pass (``engine.models.lean_conv``)."""
+
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        stride = self.stride
         if (
             input.device.type == "cpu"
             and self.kernel_size == (1, 1)
@@ -128,8 +135,11 @@ class Conv2d(_FoldTime, nn.Conv2d):
             and input.is_contiguous(memory_format=torch.channels_last)
             and not input.is_contiguous()
         ):
-            subsampled = input[:, :, :: self.stride[0], :: self.stride[1]]
-            return F.conv2d(subsampled, weight, bias, 1, 0, 1, self.groups)
+            input, stride = input[:, :, :: self.stride[0], :: self.stride[1]], (1, 1)
+        if self.lean and self.padding_mode == "zeros" and torch.is_grad_enabled():
+            return lean_conv2d(input, weight, bias, stride, self.padding, self.dilation, self.groups)  # type: ignore[arg-type]
+        if stride != self.stride:
+            return F.conv2d(input, weight, bias, 1, 0, 1, self.groups)
         return super()._conv_forward(input, weight, bias)
 
 
@@ -338,7 +348,8 @@ def set_memory_format(model: nn.Module, memory_format: str) -> nn.Module:
 
 
 def set_neuron_backend(module: nn.Module, backend: str) -> nn.Module:
-    """Switch every neuron inside ``module`` to the ``"fused"`` or ``"autograd"`` multi-step backend."""
+    """Switch every neuron inside ``module`` to the ``"fused"``, ``"triton"`` or ``"autograd"``
+    multi-step backend (``engine.neurons``)."""
     if backend not in BACKENDS:
         raise ValueError(f"neuron backend must be one of {BACKENDS}, got {backend!r}")
     for sub in module.modules():

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from engine.fused_neurons import NeuronDynamics, backward_loop, forward_loop, initial_state
+from engine.fused_neurons import NeuronDynamics, initial_state, loops_for
 from engine.models.layers import BatchNorm2d
-from engine.neurons import BaseNeuron
+from engine.neurons import FUSED_BACKENDS, BaseNeuron
 from engine.surrogates import Surrogate
 
 __all__ = ["norm_spike", "set_recompute", "uses_recompute"]
@@ -46,6 +46,8 @@ class _NormSpike(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         y, stats = bn.per_step_forward(x, keep_stats=True)
         assert stats is not None
+        forward_loop, ctx.backward_loop = loops_for(dynamics, y)
+        ctx.forward_loop = forward_loop
         spikes, v, _, _ = forward_loop(y, v0, k, dynamics, keep_h=False, keep_diff=False)
         ctx.bn, ctx.dynamics, ctx.has_v0, ctx.calls = bn, dynamics, v0 is not None, len(stats)
         ctx.set_materialize_grads(False)
@@ -61,9 +63,9 @@ class _NormSpike(torch.autograd.Function):
         needs = ctx.needs_input_grad
         y, _ = ctx.bn.per_step_forward(x, update=False)  # the same kernel on the same input
         keep_diff = d.kind == "mul" and needs[3]
-        _, _, h_seq, diff_seq = forward_loop(y, v0, k, d, keep_h=True, keep_diff=keep_diff)
+        _, _, h_seq, diff_seq = ctx.forward_loop(y, v0, k, d, keep_h=True, keep_diff=keep_diff)
         del y
-        grad_y, grad_v0, grad_k = backward_loop(h_seq, k, diff_seq, grad_spikes, grad_v, d, ctx.has_v0)
+        grad_y, grad_v0, grad_k = ctx.backward_loop(h_seq, k, diff_seq, grad_spikes, grad_v, d, ctx.has_v0)
         del h_seq, diff_seq
         grad_x, grad_w, grad_b = ctx.bn.per_step_backward(grad_y, x, stats, needs[1] or needs[2])
         return (
@@ -84,7 +86,7 @@ def _applies(bn: nn.Module, node: BaseNeuron, x: Tensor) -> bool:
         and bn.step_mode == "m"
         and node.step_mode == "m"
         and bn.training
-        and node.backend == "fused"
+        and node.backend in FUSED_BACKENDS
         and node.spiking
         and isinstance(node.surrogate, Surrogate)
         and torch.is_grad_enabled()

@@ -56,6 +56,8 @@ class BasicBlock(nn.Module):
                 neuron.build(),
                 Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False),
             )
+        for conv in (self.conv1, self.conv2, *(self.downsample or ())[2:]):
+            conv.spike_input = True  # each one reads a neuron's spikes
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv1(norm_spike(self.bn1, self.node1, x))

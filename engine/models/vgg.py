@@ -67,7 +67,9 @@ class _VGGBody(SpikingModel):
                 side //= 2
             else:
                 out = scaled(int(entry), width)
-                layers.append(ConvBlock(channels, out, neuron, record_mem=i == last_conv))
+                block = ConvBlock(channels, out, neuron, record_mem=i == last_conv)
+                block.conv.spike_input = bool(layers) and isinstance(layers[-1], ConvBlock)
+                layers.append(block)
                 channels = out
         self.feature = nn.Sequential(*layers)
         self.flatten = Flatten()

@@ -93,7 +93,9 @@ def build_model(config: RunConfig, num_classes: int, device: str | torch.device 
         neuron=m.neuron_spec(),
         input_size=config.data.event_size,
         step_mode=m.step_mode,
+        neuron_backend=m.neuron_backend,
         recompute=m.recompute,
+        lean_spikes=m.lean_spikes,
         device=device,
     )
     if getattr(model, "is_transfer", False):
