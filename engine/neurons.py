@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from engine.compile_boundary import boundary
 from engine.fused_neurons import NeuronDynamics, fused_multi_step
 from engine.neuron_spec import BACKENDS, DEFAULT_NEURON
 from engine.registry import Registry
@@ -191,6 +192,7 @@ class BaseNeuron(nn.Module):
         else:
             self.mem = v
 
+    @boundary
     def _fused_multi_step_forward(self, x_seq: Tensor) -> Tensor:
         spikes, v = fused_multi_step(x_seq, self.mem, self.fused_dynamics(), k=self.fused_factor())
         self.keep_fused_state(v)

@@ -121,6 +121,10 @@ class SpikingModel(StepModule, nn.Module):
     def backbone(self, x: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def compile_units(self) -> list[nn.Module]:
+        """What ``train.compile: blocks`` compiles, each on its own (``engine.training.compile``)."""
+        return [self]
+
     def recorded(self, node: BaseNeuron) -> Tensor:
         """The post-reset potential of ``node``: this step's (``"s"``) or every step's (``"m"``)."""
         if self.step_mode == "m":

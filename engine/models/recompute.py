@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from engine.compile_boundary import boundary
 from engine.fused_neurons import NeuronDynamics, initial_state, loops_for
 from engine.models.layers import BatchNorm2d
 from engine.neurons import FUSED_BACKENDS, BaseNeuron
@@ -99,7 +100,11 @@ def norm_spike(bn: nn.Module, node: BaseNeuron, x: Tensor) -> Tensor:
     BatchNorm has ``recompute`` set (module docstring)."""
     if not _applies(bn, node, x):
         return node(bn(x))
-    assert isinstance(bn, BatchNorm2d)
+    return _norm_spike_node(bn, node, x)
+
+
+@boundary
+def _norm_spike_node(bn: BatchNorm2d, node: BaseNeuron, x: Tensor) -> Tensor:
     v0 = initial_state(x, node.mem)
     spikes, v = _NormSpike.apply(x, bn.weight, bn.bias, node.fused_factor(), v0, bn, node.fused_dynamics())
     node.keep_fused_state(v)

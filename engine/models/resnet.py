@@ -91,6 +91,9 @@ class _ResNetBody(SpikingModel):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         return in_planes
 
+    def compile_units(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, BasicBlock)]
+
     def backbone(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.conv1(x)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))

@@ -59,6 +59,9 @@ class _SCNNBody(SpikingModel):
     def build_heads(self, features: int | None) -> None:
         """None: both streams share the body's own last layer ``fc2`` (the original's names)."""
 
+    def compile_units(self) -> list[nn.Module]:
+        return [self.feature]
+
     def backbone(self, x: Tensor) -> tuple[Tensor, Tensor]:
         hidden = self.node1(self.fc1(self.flatten(self.feature(x))))
         return hidden, self.recorded(self.node1)

@@ -75,6 +75,9 @@ class _VGGBody(SpikingModel):
         self.flatten = Flatten()
         return channels * side * side
 
+    def compile_units(self) -> list[nn.Module]:
+        return [m for m in self.feature if isinstance(m, ConvBlock)]
+
     def backbone(self, x: Tensor) -> tuple[Tensor, Tensor]:
         hidden = self.flatten(self.feature(x))
         return hidden, self.recorded(self.feature[-2].node)

@@ -85,6 +85,28 @@ class TrainLoop:
         self.mixup = self.transfer and config.sliding.mixup == "timestep"
         self.mixup_stats: Tensor | None = None
         """The last step's ``[event-frame fraction, source loss, ratio loss]`` (device), with mixup on."""
+        self.objective = self._objective
+        """The step's forward and loss; ``train.compile: step`` compiles it (``engine.training.compile``)."""
+        if config.train.compile == "step":
+            from engine.training.compile import compile_function  # noqa: PLC0415
+
+            self.objective = compile_function(self._objective)
+
+    def _objective(
+        self, static: Tensor | None, frames: Tensor, labels: Tensor
+    ) -> tuple[LossTerms, Tensor, Tensor]:
+        """Forward pass(es) and loss → ``(terms, event logits [T, B, K], static transfer feature or the
+        event logits for an event-only model)``."""
+        model, config = self.model, self.config
+        if static is not None:
+            with autocast(self.device, config.precision):
+                output = model(static, frames)
+            alpha = model.alpha() if self.settings.regularization else None
+            terms = compute_loss(output, labels, alpha, settings=self.settings, add_domain=self.add_domain)
+            return terms, output.logits_event, output.feat_static
+        with autocast(self.device, config.precision):
+            logits_event = model.forward_event(frames)
+        return compute_loss(logits_event, labels, settings=self.settings), logits_event, logits_event
 
     def mixup_schedule(self, iteration: int) -> tuple[float, float]:
         """``(r, p)``: the target mix ratio at ``iteration`` and the switch probability that gives it."""
@@ -104,7 +126,7 @@ class TrainLoop:
     ) -> tuple[LossTerms, Tensor]:
         """One optimiser step on one event batch; returns the loss terms and event logits ``[T, B, K]``."""
         frames = self.bundle.augment(frames, gens.augmentation)
-        model, config = self.model, self.config
+        config = self.config
         if self.transfer:
             assert self.static_pool is not None
             static = static_stream(self.static_pool.sample(labels, gens.static_pairing), config.T)
@@ -112,17 +134,11 @@ class TrainLoop:
             mask = None
             if self.mixup:
                 static, mask = timestep_mix(static, frames, self.mixup_schedule(iteration)[1], gens.mixup)
-            with autocast(self.device, config.precision):
-                output = model(static, frames)
-            alpha = model.alpha() if self.settings.regularization else None
-            terms = compute_loss(output, labels, alpha, settings=self.settings, add_domain=self.add_domain)
-            logits_event = output.logits_event
+            terms, logits_event, feat_static = self.objective(static, frames, labels)
             if mask is not None:
-                terms = self._add_mixup_heads(terms, output.feat_static, mask)
+                terms = self._add_mixup_heads(terms, feat_static, mask)
         else:
-            with autocast(self.device, config.precision):
-                logits_event = model.forward_event(frames)
-            terms = compute_loss(logits_event, labels, settings=self.settings)
+            terms, logits_event, _ = self.objective(None, frames, labels)
         self.optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         if config.optim.clip_grad is not None:

@@ -188,6 +188,10 @@ class _Run:
             if not self.best_dir.exists():  # moved to a new directory: keep the best weights visible
                 write_weights_only(checkpoint.path, self.best_dir)
             log.info("resuming %s at epoch %d from %s", self.run_dir, self.state.epoch + 1, checkpoint.path)
+        if config.train.compile == "blocks":
+            from engine.training.compile import compile_blocks  # noqa: PLC0415 — torch._dynamo, ~3 s
+
+            compile_blocks(self.model)
         self.loop = TrainLoop(self.model, self.optimizer, self.bundle, config, self.device)
 
     def train_and_evaluate(self, epoch: int) -> dict[str, Any]:
