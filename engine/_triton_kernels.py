@@ -102,17 +102,26 @@ def neuron_forward(
     h_ptr,
     v_ptr,
     diff_ptr,
+    mean_ptr,
+    invstd_ptr,
+    weight_ptr,
+    bias_ptr,
     T,
     N,
     inner,
     stride_t,
     stride_o,
+    C,
+    channel_stride,
     KIND: tl.constexpr,
     HAS_V0: tl.constexpr,
     KEEP_H: tl.constexpr,
     RECORD: tl.constexpr,
     KEEP_DIFF: tl.constexpr,
     ROUND: tl.constexpr,
+    NORM: tl.constexpr,
+    STEP_STATS: tl.constexpr,
+    AFFINE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     """T steps of charge → fire → hard reset for BLOCK lanes.
@@ -121,6 +130,10 @@ def neuron_forward(
     potential) when ``RECORD``, else the last ``v`` into ``v_ptr`` (a step-shaped buffer indexed by
     ``i``), and PLIF's ``x_t − v_{t−1}`` into ``diff[t]`` when ``KEEP_DIFF``.
     ``const_ptr`` holds ``[v_th, tau]`` in the compute dtype; ``k_ptr`` PLIF's σ(w).
+
+    ``NORM``: the input is a BatchNorm's input; each lane normalises it first, ``(x − mean)·invstd``
+    then ``·weight + bias`` when ``AFFINE``, with the statistics of its channel ``(i // channel_stride)
+    % C`` and, when ``STEP_STATS`` (training), of its step (``[T, C]``; else ``[C]``, the running ones).
     """
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = i < N
@@ -129,6 +142,11 @@ def neuron_forward(
     tau = tl.load(const_ptr + 1)
     if KIND == MUL:
         k = tl.load(k_ptr).to(v_th.dtype)
+    if NORM:
+        channel = (i // channel_stride) % C
+        if AFFINE:
+            scale = tl.load(weight_ptr + channel, mask=mask, other=1.0).to(v_th.dtype)
+            shift = tl.load(bias_ptr + channel, mask=mask, other=0.0).to(v_th.dtype)
     if HAS_V0:  # noqa: SIM108 — Triton compiles statements, not conditional expressions, per constexpr
         v = _load(v0_ptr, i, mask, ROUND).to(v_th.dtype)
     else:
@@ -136,6 +154,14 @@ def neuron_forward(
     for t in range(T):
         off = base + t * stride_t
         x = _load(x_ptr, off, mask, ROUND).to(v_th.dtype)
+        if NORM:
+            stat = t * C + channel if STEP_STATS else channel
+            mean = tl.load(mean_ptr + stat, mask=mask, other=0.0).to(v_th.dtype)
+            invstd = tl.load(invstd_ptr + stat, mask=mask, other=1.0).to(v_th.dtype)
+            x = (x - mean) * invstd
+            if AFFINE:
+                x = x * scale + shift
+            x = _round(x, ROUND)  # the BatchNorm's output, in the input's dtype
         if KIND == ADD:
             h = _round(v + x, ROUND)
         else:

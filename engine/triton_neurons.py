@@ -47,6 +47,7 @@ from engine.fused_neurons import NeuronDynamics
 from engine.surrogates import SURROGATES
 
 __all__ = [
+    "Normalisation",
     "SURROGATE_CODES",
     "StepGeometry",
     "backward_loop",
@@ -211,10 +212,35 @@ def triton_cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+@dataclass(frozen=True)
+class Normalisation:
+    """A BatchNorm applied to the neuron's input inside the forward kernel (``engine.models.norm_fire``).
+
+    ``mean``/``invstd`` are ``[T, C]`` per-step batch statistics (training) or ``[C]`` running ones
+    (evaluation), in float32 (float64 for a float64 input); ``weight``/``bias`` the affine ``[C]`` or
+    ``None``. The channel is dimension 2 of ``x_seq [T, B, C, H, W]``.
+    """
+
+    mean: Tensor
+    invstd: Tensor
+    weight: Tensor | None
+    bias: Tensor | None
+
+
 def forward_loop(
-    x_seq: Tensor, v0: Tensor | None, k: Tensor | None, d: NeuronDynamics, keep_h: bool, keep_diff: bool
+    x_seq: Tensor,
+    v0: Tensor | None,
+    k: Tensor | None,
+    d: NeuronDynamics,
+    keep_h: bool,
+    keep_diff: bool,
+    norm: Normalisation | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """``engine.fused_neurons.forward_loop`` in one kernel launch (same arguments and results)."""
+    """``engine.fused_neurons.forward_loop`` in one kernel launch (same arguments and results).
+
+    ``norm``: normalise the input first (:class:`Normalisation`); ``h`` and the rest are then those of
+    the normalised input, which is never written to memory.
+    """
     g = StepGeometry.of(x_seq)
     if g is None:
         x_seq = x_seq.contiguous()
@@ -237,17 +263,26 @@ def forward_loop(
         h_seq if h_seq is not None else spikes,
         v_out,
         diff_seq if diff_seq is not None else spikes,
+        norm.mean if norm is not None else spikes,
+        norm.invstd if norm is not None else spikes,
+        norm.weight if norm is not None and norm.weight is not None else spikes,
+        norm.bias if norm is not None and norm.bias is not None else spikes,
         T,
         g.n,
         g.inner,
         g.stride_t,
         g.stride_o,
+        x_seq.shape[2] if norm is not None else 1,
+        g.step_strides[1] if norm is not None else 1,
         KIND=_KIND_CODES[d.kind],
         HAS_V0=v0 is not None,
         KEEP_H=keep_h,
         RECORD=d.record,
         KEEP_DIFF=keep_diff,
         ROUND=x_seq.dtype == torch.bfloat16,
+        NORM=norm is not None,
+        STEP_STATS=norm is not None and norm.mean.dim() == 2,
+        AFFINE=norm is not None and norm.weight is not None,
         BLOCK=block,
     )
     return spikes, v_out, h_seq, diff_seq

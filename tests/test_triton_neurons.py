@@ -170,22 +170,44 @@ def test_geometry_of_both_layouts():
 # whole models, float64: identical outputs, gradients to 1e-12
 
 
+def spike_inputs(model) -> list[torch.Tensor]:
+    """Collects what every spike-fed convolution receives: the spikes of the neuron before it."""
+    seen: list[torch.Tensor] = []
+    for module in model.modules():
+        if getattr(module, "spike_input", False):
+            module.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    return seen
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_whole_model_float64_triton_equals_fused(name):
+    """The Triton neurons, with the BatchNorm normalised inside the kernel where one precedes them
+    (``engine.models.norm_fire``): identical spikes, outputs and gradients to 1e-12, running statistics
+    to 1e-12 (the kernel's statistics come from another reduction than the BatchNorm kernel's)."""
     torch.manual_seed(1)
     _, fused = reference_and_fast(name, **SMALL)
     kernel = create_model(name, neuron_backend="triton", **SMALL).double()
     kernel.load_state_dict(fused.state_dict())
     x_static, x_event, labels = inputs(dtype=torch.float64, seed=1)
+    spikes_fused, spikes_kernel = spike_inputs(fused), spike_inputs(kernel)
     out_fused = run_and_backprop(fused, x_static, x_event, labels)
     out_kernel = run_and_backprop(kernel, x_static, x_event, labels)
-    for a, b in zip(out_kernel, out_fused, strict=True):
+    assert len(spikes_kernel) == len(spikes_fused)
+    for a, b in zip(spikes_kernel, spikes_fused, strict=True):
         assert torch.equal(a, b)
+    for a, b in zip(out_kernel, out_fused, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     for (n, p_kernel), p_fused in zip(kernel.named_parameters(), fused.parameters(), strict=True):
-        torch.testing.assert_close(p_kernel.grad, p_fused.grad, rtol=1e-12, atol=1e-15, msg=n)
+        torch.testing.assert_close(p_kernel.grad, p_fused.grad, rtol=1e-12, atol=1e-14, msg=n)
     fused_state = fused.state_dict()
     for key, value in kernel.state_dict().items():
-        assert torch.equal(value, fused_state[key]), key
+        torch.testing.assert_close(value, fused_state[key], rtol=1e-12, atol=1e-14, msg=key)
+    fused.eval()
+    kernel.eval()
+    with torch.no_grad():  # evaluation: the running statistics, normalised inside the kernel as well
+        torch.testing.assert_close(
+            kernel.forward_event(x_event), fused.forward_event(x_event), rtol=1e-12, atol=1e-14
+        )
 
 
 @pytest.mark.parametrize(
@@ -193,8 +215,8 @@ def test_whole_model_float64_triton_equals_fused(name):
     [("transfer_vgg_snn", "lif", "channels_last"), ("transfer_resnet18", "plif", "contiguous")],
 )
 def test_recompute_and_lean_spikes_compose_with_triton(name, neuron_kind, memory_format):
-    """The BN → neuron recomputation runs the kernels in its backward pass; 1-byte spikes feed the
-    convolutions: still the fused model's numbers."""
+    """Normalise-and-fire with ``recompute``: the backward reruns the forward kernel for ``h``;
+    1-byte spikes feed the convolutions: still the fused model's spikes and numbers."""
     torch.manual_seed(1)
     kw = dict(neuron=neuron_kind, memory_format=memory_format, **SMALL)
     plain = create_model(name, **kw).double()
@@ -206,14 +228,16 @@ def test_recompute_and_lean_spikes_compose_with_triton(name, neuron_kind, memory
                     module.w.fill_(0.2)
     lean.load_state_dict(plain.state_dict())
     x_static, x_event, labels = inputs(dtype=torch.float64, seed=1)
+    spikes_lean, spikes_plain = spike_inputs(lean), spike_inputs(plain)
     for a, b in zip(
         run_and_backprop(lean, x_static, x_event, labels),
         run_and_backprop(plain, x_static, x_event, labels),
         strict=True,
     ):
-        assert torch.equal(a, b)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert spikes_lean and all(torch.equal(a, b) for a, b in zip(spikes_lean, spikes_plain, strict=True))
     for (n, p_lean), p_plain in zip(lean.named_parameters(), plain.parameters(), strict=True):
-        torch.testing.assert_close(p_lean.grad, p_plain.grad, rtol=1e-12, atol=1e-15, msg=n)
+        torch.testing.assert_close(p_lean.grad, p_plain.grad, rtol=1e-12, atol=1e-14, msg=n)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -309,3 +333,47 @@ def test_engine_runs_without_triton():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# normalise-and-fire: BatchNorm inside the neuron kernel
+
+
+@pytest.mark.parametrize("layout", ["batch_major", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_norm_fire_equals_batchnorm_then_neuron(layout, dtype):
+    """Training (per-step batch statistics and the T running updates) then evaluation (running
+    statistics), against ``BatchNorm2d`` followed by the fused neuron: identical spikes, potentials and
+    gradients to the dtype's rounding."""
+    from engine.models.layers import BatchNorm2d  # noqa: PLC0415
+    from engine.models.norm_fire import norm_fire  # noqa: PLC0415
+
+    C = 4
+    x = (currents(dtype, layout, seed=3, shape=(T, B, C, 5, 6)) * 2 + 0.4).requires_grad_()
+    bns = [BatchNorm2d(C).to(dtype) for _ in range(2)]
+    for bn in bns:
+        bn.step_mode = "m"
+        with torch.no_grad():
+            bn.weight.copy_(torch.linspace(0.5, 1.5, C))
+            bn.bias.copy_(torch.linspace(-0.2, 0.3, C))
+    nodes = [neuron("plif", "atan", backend, dtype) for backend in ("fused", "triton")]
+    tol = dict(rtol=1e-12, atol=1e-13) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    for training in (True, False):
+        results = []
+        for bn, node, fused_norm in ((bns[0], nodes[0], False), (bns[1], nodes[1], True)):
+            bn.train(training)
+            node.reset()
+            xx = x.detach().clone().requires_grad_()
+            spikes = norm_fire(bn, node, xx) if fused_norm else node(bn(xx))
+            (spikes * torch.arange(spikes.numel(), dtype=dtype).view_as(spikes).remainder(7)).sum().add(
+                node.mem.sum()
+            ).backward()
+            results.append((spikes, node.mem, xx.grad, bn.weight.grad, bn.bias.grad, node.w.grad))
+            for p in (bn.weight, bn.bias, node.w):
+                p.grad = None
+        (ref, *ref_rest), (got, *got_rest) = results
+        assert torch.equal(got, ref) and 0.05 < float(ref.detach().mean()) < 0.95
+        for a, b in zip(got_rest, ref_rest, strict=True):
+            torch.testing.assert_close(a, b, **tol)
+        for key in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(getattr(bns[1], key), getattr(bns[0], key), **tol)

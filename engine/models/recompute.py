@@ -95,9 +95,27 @@ def _applies(bn: nn.Module, node: BaseNeuron, x: Tensor) -> bool:
     )
 
 
+def _fuses_norm(bn: nn.Module, node: BaseNeuron, x: Tensor) -> bool:
+    """Whether ``node(bn(x))`` runs as one Triton kernel (``engine.models.norm_fire``)."""
+    if (
+        node.backend != "triton"
+        or not isinstance(bn, BatchNorm2d)
+        or not isinstance(node.surrogate, Surrogate)
+    ):
+        return False
+    if bn.step_mode != "m" or node.step_mode != "m" or not node.spiking or x.dim() != 5:
+        return False
+    from engine.triton_neurons import can_run  # noqa: PLC0415 — only for Triton neurons
+
+    return can_run(x, node.fused_dynamics())
+
+
 def norm_spike(bn: nn.Module, node: BaseNeuron, x: Tensor) -> Tensor:
     """``node(bn(x))``, recomputing the BN output and the potentials in the backward pass when the
-    BatchNorm has ``recompute`` set (module docstring)."""
+    BatchNorm has ``recompute`` set (module docstring); for Triton neurons the BatchNorm's
+    normalisation runs inside the neuron kernel (``engine.models.norm_fire``)."""
+    if _fuses_norm(bn, node, x):
+        return _norm_fire_node(bn, node, x)
     if not _applies(bn, node, x):
         return node(bn(x))
     return _norm_spike_node(bn, node, x)
@@ -109,6 +127,13 @@ def _norm_spike_node(bn: BatchNorm2d, node: BaseNeuron, x: Tensor) -> Tensor:
     spikes, v = _NormSpike.apply(x, bn.weight, bn.bias, node.fused_factor(), v0, bn, node.fused_dynamics())
     node.keep_fused_state(v)
     return spikes
+
+
+@boundary
+def _norm_fire_node(bn: BatchNorm2d, node: BaseNeuron, x: Tensor) -> Tensor:
+    from engine.models.norm_fire import norm_fire  # noqa: PLC0415 — only for Triton neurons
+
+    return norm_fire(bn, node, x)
 
 
 def set_recompute(model: nn.Module, enabled: bool) -> nn.Module:
