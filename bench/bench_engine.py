@@ -8,7 +8,15 @@ loss) + backward + AdamW. Variants (same weights, same batches, each warmed up f
 * ``m/fused/nchw``    — layer by layer, fused neurons (hand-written BPTT), batch-major NCHW frames;
 * ``m/fused/cl``      — layer by layer, fused neurons, time-major channels-last frames (``auto``);
 * ``m/fused/cl/rc``   — the same, recomputing BatchNorm outputs and membrane potentials in the
-                        backward pass (``create_model(..., recompute=True)``): less activation memory.
+                        backward pass (``create_model(..., recompute=True)``): less activation memory;
+* ``m/fused/cl/lean`` (and ``/rc/lean``) — convolutions fed by spikes keep them as 1 byte
+                        (``create_model(..., lean_spikes=True)``): less activation memory, same numbers;
+* ``m/triton/cl/lean`` — Triton neurons with the BatchNorm inside the kernel (CUDA; on a CPU only under
+                        ``TRITON_INTERPRET=1``, far slower: a correctness run, not a timing);
+* ``m/fused/cl/cb``   — ``train.compile: blocks`` (``torch.compile`` of each block; compiling takes
+                        minutes on a CPU, so not in the default list);
+* ``m/autograd/cl/cs`` — ``train.compile: step`` with plain-torch neurons, whose time loop Inductor
+                        fuses (not in the default list either).
 
 The variants are timed alternately, step by step, in the same process (load from other processes
 hits all alike); the median step time and the speed-up over the reference are printed. Activation
@@ -26,6 +34,7 @@ device), and on CUDA also ``torch.cuda.max_memory_allocated`` of the step.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -34,14 +43,22 @@ import torch
 
 from engine.losses import LossSettings, compute_loss
 from engine.models import create_model
+from engine.training.compile import compile_blocks, compile_function
 
-VARIANTS = {
-    "s/autograd/nchw": ("s", "autograd", "contiguous", False),
-    "m/autograd/nchw": ("m", "autograd", "contiguous", False),
-    "m/fused/nchw": ("m", "fused", "contiguous", False),
-    "m/fused/cl": ("m", "fused", "channels_last", False),
-    "m/fused/cl/rc": ("m", "fused", "channels_last", True),
+VARIANTS = {  # step mode, neuron backend, frame layout, recompute, lean spikes, train.compile
+    "s/autograd/nchw": ("s", "autograd", "contiguous", False, False, "none"),
+    "m/autograd/nchw": ("m", "autograd", "contiguous", False, False, "none"),
+    "m/fused/nchw": ("m", "fused", "contiguous", False, False, "none"),
+    "m/fused/cl": ("m", "fused", "channels_last", False, False, "none"),
+    "m/fused/cl/rc": ("m", "fused", "channels_last", True, False, "none"),
+    "m/fused/cl/lean": ("m", "fused", "channels_last", False, True, "none"),
+    "m/fused/cl/rc/lean": ("m", "fused", "channels_last", True, True, "none"),
+    "m/triton/cl/lean": ("m", "triton", "channels_last", False, True, "none"),
+    "m/fused/cl/cb": ("m", "fused", "channels_last", False, False, "blocks"),
+    "m/autograd/cl/cs": ("m", "autograd", "channels_last", False, False, "step"),
 }
+DEFAULT_VARIANTS = [name for name, v in VARIANTS.items() if v[5] == "none" and v[1] != "triton"]
+"""What runs without ``--variants``: everything but the compiled and the Triton variants."""
 REFERENCE = "s/autograd/nchw"
 
 
@@ -58,7 +75,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
     p.add_argument("--memory-only", action="store_true", help="only the activation memory of one step")
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS)
     return p.parse_args()
 
 
@@ -74,11 +91,19 @@ class Trainer:
     model: torch.nn.Module
     settings: LossSettings
     bf16: bool
+    compile: str = "none"
 
     def __post_init__(self) -> None:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        if self.compile == "blocks":
+            compile_blocks(self.model)
+        elif self.compile == "step":
+            self.forward_loss = compile_function(self._forward_loss)  # type: ignore[method-assign]
 
     def forward_loss(self, xs, xe, y) -> torch.Tensor:
+        return self._forward_loss(xs, xe, y)
+
+    def _forward_loss(self, xs, xe, y) -> torch.Tensor:
         with torch.autocast(xe.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.model(xs, xe) if self.model.is_transfer else self.model(xe)
         alpha = self.model.alpha() if self.model.is_transfer else None
@@ -136,17 +161,18 @@ def main() -> None:
     state = create_model(args.model, **common).state_dict()
     trainers: dict[str, Trainer] = {}
     for name in args.variants:
-        step_mode, backend, memory_format, recompute = VARIANTS[name]
+        step_mode, backend, memory_format, recompute, lean, compile_mode = VARIANTS[name]
         model = create_model(
             args.model,
             step_mode=step_mode,
             neuron_backend=backend,
             memory_format=memory_format,
             recompute=recompute,
+            lean_spikes=lean,
             **common,
         )
         model.load_state_dict(state)
-        trainers[name] = Trainer(model.to(device), LossSettings(), args.bf16)
+        trainers[name] = Trainer(model.to(device), LossSettings(), args.bf16, compile_mode)
     S = next(iter(trainers.values())).model.input_size
     gen = torch.Generator(device=device).manual_seed(0)
     batches = [
@@ -161,7 +187,11 @@ def main() -> None:
         f"{args.model} width={args.width} B={args.batch} T={args.T} {S}x{S} on {device}"
         f"{' bf16' if args.bf16 else ''} ({torch.get_num_threads()} threads)"
     )
-    saved = {name: saved_activation_bytes(trainer, batches[0]) for name, trainer in trainers.items()}
+    # compiled code keeps what Inductor decides to keep, out of reach of saved-tensor hooks
+    saved = {
+        name: saved_activation_bytes(trainer, batches[0]) if trainer.compile == "none" else math.nan
+        for name, trainer in trainers.items()
+    }
     median: dict[str, float] = {}
     if not args.memory_only:
         for batch in batches[: args.warmup]:
@@ -192,6 +222,11 @@ def main() -> None:
         "fastest fast path vs reference": (REFERENCE, "m/fused/cl"),
         "recompute vs keep (m, fused, channels-last)": ("m/fused/cl", "m/fused/cl/rc"),
         "recompute vs reference": (REFERENCE, "m/fused/cl/rc"),
+        "lean spikes vs not (m, fused, channels-last)": ("m/fused/cl", "m/fused/cl/lean"),
+        "lean spikes + recompute vs neither": ("m/fused/cl", "m/fused/cl/rc/lean"),
+        "triton (BN in the kernel) vs fused (both lean)": ("m/fused/cl/lean", "m/triton/cl/lean"),
+        "compiled blocks vs not (m, fused, channels-last)": ("m/fused/cl", "m/fused/cl/cb"),
+        "compiled step, autograd neurons vs fused": ("m/fused/cl", "m/autograd/cl/cs"),
     }
     for what, (a, b) in pairs.items():
         if a in trainers and b in trainers:

@@ -592,19 +592,11 @@ def _environment_problems(c: RunConfig) -> list[str]:
         return []
     from engine.triton_neurons import unavailable_reason  # noqa: PLC0415 — torch, only when asked
 
-    reason = unavailable_reason(_device_type(c.device))
+    reason = unavailable_reason(c.device)
     if reason is None:
         return []
     others = ", ".join(b for b in BACKEND_CHOICES if b != "triton")
     return [f"model.neuron_backend = 'triton' cannot run here: {reason}; choose one of {others}"]
-
-
-def _device_type(device: str) -> str:
-    if device == "auto":
-        import torch  # noqa: PLC0415
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device.partition(":")[0]
 
 
 def _name_problems(c: RunConfig) -> list[str]:

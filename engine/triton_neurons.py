@@ -86,8 +86,12 @@ def triton_importable() -> bool:
         return False
 
 
-def unavailable_reason(device_type: str) -> str | None:
-    """Why the Triton neuron cannot run on ``device_type`` (``"cuda"``, ``"cpu"``), or ``None`` if it can."""
+def unavailable_reason(device: str) -> str | None:
+    """Why the Triton neuron cannot run on ``device`` (a run's setting: ``auto``, ``cpu``, ``cuda``,
+    ``cuda:N``), or ``None`` if it can."""
+    device_type = device.partition(":")[0]
+    if device_type == "auto":
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
     if not triton_importable():
         return "the triton package is not installed (pip install triton; Linux x86-64 and aarch64 wheels)"
     if interpreting():

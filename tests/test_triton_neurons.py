@@ -377,3 +377,16 @@ def test_norm_fire_equals_batchnorm_then_neuron(layout, dtype):
             torch.testing.assert_close(a, b, **tol)
         for key in ("running_mean", "running_var", "num_batches_tracked"):
             torch.testing.assert_close(getattr(bns[1], key), getattr(bns[0], key), **tol)
+
+
+def test_evaluation_takes_auto_where_triton_cannot_run(monkeypatch):
+    """A checkpoint trained with Triton neurons stays evaluable on a machine without them (the backend
+    is a speed setting); training there is still refused (test_triton_is_refused_where_it_cannot_run)."""
+    from engine.training.evaluation import _speed_settings_for_here  # noqa: PLC0415
+
+    trained = quick("model.neuron_backend=triton")
+    assert _speed_settings_for_here(trained) is trained  # the interpreter runs it here
+    monkeypatch.delenv("TRITON_INTERPRET")
+    here = _speed_settings_for_here(trained)
+    assert here.model.neuron_backend == "auto" and here.config_hash() == trained.config_hash()
+    here.validate()

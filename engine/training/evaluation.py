@@ -9,6 +9,7 @@ once at the end.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from torch import nn
 from engine.activity import ActivityMeter
 from engine.config import EnergyConfig
 from engine.training.runtime import autocast
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Evaluable",
@@ -164,13 +167,28 @@ def load_evaluable(
     from engine.validation import check_config  # noqa: PLC0415
 
     loaded = load_weights(path, overrides)
-    config = check_config(loaded.config)
+    config = check_config(_speed_settings_for_here(loaded.config))
     if check is not None:
         check(config)
     device = resolve_device(config.device)
     bundle = build_data(config)
     model = restore_model(loaded, bundle.num_classes).to(device)
     return Evaluable(loaded, config, device, bundle, model)
+
+
+def _speed_settings_for_here(config: Any) -> Any:
+    """A run trained with Triton neurons evaluated where they cannot run (a laptop without CUDA): the
+    neuron backend changes speed, not numbers (it is not part of the configuration hash), so evaluation
+    takes ``auto`` there instead of refusing the checkpoint; training keeps the refusal."""
+    if config.model.neuron_backend != "triton":
+        return config
+    from engine.triton_neurons import unavailable_reason  # noqa: PLC0415
+
+    reason = unavailable_reason(config.device)
+    if reason is None:
+        return config
+    log.info("evaluating with model.neuron_backend = auto instead of triton: %s", reason)
+    return config.with_overrides({"model.neuron_backend": "auto"})
 
 
 def evaluate_checkpoint(
