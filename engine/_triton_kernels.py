@@ -138,6 +138,7 @@ def neuron_forward(
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = i < N
     base = (i // inner) * stride_o + i % inner
+    step64 = tl.zeros([BLOCK], dtype=tl.int64) + stride_t  # 64-bit offsets: T·stride_t may pass 2³¹
     v_th = tl.load(const_ptr)
     tau = tl.load(const_ptr + 1)
     if KIND == MUL:
@@ -152,7 +153,7 @@ def neuron_forward(
     else:
         v = tl.zeros([BLOCK], dtype=v_th.dtype)
     for t in range(T):
-        off = base + t * stride_t
+        off = base + t * step64
         x = _load(x_ptr, off, mask, ROUND).to(v_th.dtype)
         if NORM:
             stat = t * C + channel if STEP_STATS else channel
@@ -221,6 +222,7 @@ def neuron_backward(
     i = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = i < N
     base = (i // inner) * stride_o + i % inner
+    step64 = tl.zeros([BLOCK], dtype=tl.int64) + stride_t
     v_th = tl.load(const_ptr)
     tau = tl.load(const_ptr + 1)
     alpha = tl.load(const_ptr + 2)
@@ -233,7 +235,7 @@ def neuron_backward(
     acc = tl.zeros([BLOCK], dtype=v_th.dtype)
     for back in range(T):
         t = T - 1 - back
-        off = base + t * stride_t
+        off = base + t * step64
         h = _load(h_ptr, off, mask, BF16).to(v_th.dtype)
         g_v = carry
         if HAS_GRAD_V and RECORD:

@@ -43,8 +43,11 @@ def _step_statistics(bn: BatchNorm2d, x: Tensor) -> tuple[Tensor, Tensor, Tensor
     T, B, C, H, W = x.shape
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if x.device.type == "cuda":
-        frames = x.transpose(1, 2).flatten(0, 1).transpose(0, 1)  # [B, T·C, H, W] (a view or a copy)
-        mean, invstd = torch.batch_norm_stats(frames, bn.eps)
+        if bn._single_kernel(x):  # batch-major: [B, T·C, H, W] is a view, one call for all steps
+            mean, invstd = torch.batch_norm_stats(x.transpose(0, 1).reshape(B, T * C, H, W), bn.eps)
+        else:  # time-major: one call per step on its frames as stored (no copy of x)
+            per_step = [torch.batch_norm_stats(x[t], bn.eps) for t in range(T)]
+            mean, invstd = torch.stack([m for m, _ in per_step]), torch.stack([s for _, s in per_step])
         mean, invstd = mean.view(T, C).to(dtype), invstd.view(T, C).to(dtype)
         var = invstd.pow(-2).sub_(bn.eps)
     else:
