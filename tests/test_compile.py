@@ -55,7 +55,7 @@ def test_compiled_step_trains_like_the_eager_step(tmp_path):
     config = RunConfig().with_overrides(
         {
             **TINY,
-            "epochs": 2,
+            "epochs": 1,
             "model.name": "transfer_scnn",
             "model.neuron_backend": "autograd",
             "data.cache_root": str(tmp_path / "cache"),
