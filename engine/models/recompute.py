@@ -12,8 +12,11 @@ recomputed).
 
 Used by the models' blocks through :func:`norm_spike` when ``recompute`` is set on the model
 (:func:`set_recompute`, ``create_model(..., recompute=True)``); it applies in multi-step training
-with the fused neuron backend and an ``engine.surrogates`` surrogate, and falls back to
-``node(bn(x))`` everywhere else (evaluation, the step-by-step path, the autograd backend).
+with the fused or Triton neuron backend and an ``engine.surrogates`` surrogate, and falls back to
+``node(bn(x))`` everywhere else (evaluation, the step-by-step path, the autograd backend, which the
+run configuration refuses to combine with ``recompute``). Triton neurons go one step further where
+their kernels run: :func:`norm_spike` hands the block to ``engine.models.norm_fire``, which normalises
+inside the neuron kernel and, with ``recompute``, reruns only that kernel in the backward pass.
 """
 
 from __future__ import annotations
