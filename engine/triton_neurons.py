@@ -47,6 +47,7 @@ from engine.fused_neurons import NeuronDynamics
 from engine.surrogates import SURROGATES
 
 __all__ = [
+    "KERNEL_DTYPES",
     "Normalisation",
     "SURROGATE_CODES",
     "StepGeometry",
@@ -205,15 +206,12 @@ def _constants(d: NeuronDynamics, dtype: torch.dtype, device: torch.device) -> T
 
 
 def _grid(n: int, device: torch.device) -> tuple[int, int]:
+    """``(programs, lanes per program)`` for ``n`` lanes."""
     if device.type == "cuda":
         block = GPU_BLOCK
     else:
         block = min(INTERPRETER_BLOCK, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
-    return triton_cdiv(n, block), block
-
-
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+    return -(-n // block), block
 
 
 @dataclass(frozen=True)
