@@ -39,7 +39,9 @@ Needs only torch, numpy and pyyaml (no tonic, Ray, MLflow): it imports ``engine.
 Prints a compact table with ratios against the reference step (s, fp32) and writes everything as JSON
 to ``--json`` (rewritten after every section, so an interrupted run still leaves its results); keep it
 under ``bench/results/``, and ``python bench/gpu_table.py bench/results/<file>.json`` prints the README's
-table from it. ``--only`` times a subset of variants (labels as printed, comma-separated).
+table from it. ``--only`` times a subset of variants (labels as printed, comma-separated). The compiled
+variants compile for about a minute each, so they run only with ``--with-compile`` (or ``--only``): the
+default run fits one 10-minute device command.
 """
 
 from __future__ import annotations
@@ -169,7 +171,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark (trainer: off)"
     )
-    p.add_argument("--only", default=None, help="comma-separated variant labels to time (default: all)")
+    p.add_argument(
+        "--only", default=None, help="comma-separated variant labels to time (default: all uncompiled ones)"
+    )
+    p.add_argument(
+        "--with-compile",
+        action="store_true",
+        help="also time the torch.compile variants (cb, cs, cg): about a minute of compiling each",
+    )
     p.add_argument("--workloads", default=None, help="comma-separated workload labels (default: all)")
     p.add_argument("--pack", default=None, help="e.g. 1,2,4: time the --pack-variant in N processes at once")
     p.add_argument("--pack-variant", default="m/triton/cl/lean/bf16")
@@ -612,7 +621,11 @@ def timing_section(
     torch.manual_seed(0)
     state = create_model(w.model, num_classes=w.classes, T=w.T, width=w.width, input_size=w.size).state_dict()
     wanted = set(args.only.split(",")) if args.only else None
-    variants = [v for v in VARIANTS if wanted is None or v.label in wanted]
+    variants = [
+        v
+        for v in VARIANTS
+        if (v.label in wanted if wanted is not None else args.with_compile or v.compile == "none")
+    ]
     flops = step_flops(w, device)
     log(f"\n{w.label}: {w.model} width {w.width} T {w.T} B {w.batch} {w.size}x{w.size}, {iters} timed steps")
     log(f"  {flops / 1e9:.1f} GFLOP per sample per training step (convolutions and matmuls)")
@@ -722,24 +735,29 @@ def profile_section(w: Workload, device: torch.device, report: Report, base_labe
 
 
 def _packed_worker(rank, w, v, device_name, iters, warmup, barrier, results) -> None:
-    """One of N trials sharing the device: warm up, wait for the others, time ``iters`` steps."""
-    device = torch.device(device_name)
-    model = build_variant(w, v).to(device)
-    step = TrainStep(model, v.precision, device, v.compile)
-    batch = make_batch(w, device, seed=rank)
-    for _ in range(warmup):
-        step(*batch)
-    sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    barrier.wait()
-    start = time.perf_counter()
-    for _ in range(iters):
-        step(*batch)
-    sync(device)
-    seconds = (time.perf_counter() - start) / iters
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-    results.put({"rank": rank, "ms_per_iter": seconds * 1e3, "peak_mib": peak / 2**20})
+    """One of N trials sharing the device: warm up, wait for the others, time ``iters`` steps. A failure
+    (out of memory, say) is reported, and breaks the barrier so that the others stop waiting."""
+    try:
+        device = torch.device(device_name)
+        model = build_variant(w, v).to(device)
+        step = TrainStep(model, v.precision, device, v.compile)
+        batch = make_batch(w, device, seed=rank)
+        for _ in range(warmup):
+            step(*batch)
+        sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        barrier.wait(timeout=600)
+        start = time.perf_counter()
+        for _ in range(iters):
+            step(*batch)
+        sync(device)
+        seconds = (time.perf_counter() - start) / iters
+        peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+        results.put({"rank": rank, "ms_per_iter": seconds * 1e3, "peak_mib": peak / 2**20})
+    except Exception as exc:  # noqa: BLE001 — reported to the parent, which records it
+        barrier.abort()
+        results.put({"rank": rank, "error": repr(exc)[:300]})
 
 
 def packed_section(w: Workload, device: torch.device, args, iters: int, warmup: int, report: Report) -> None:
@@ -763,9 +781,14 @@ def packed_section(w: Workload, device: torch.device, args, iters: int, warmup: 
         ]
         for proc in procs:
             proc.start()
-        found = [results.get(timeout=1800) for _ in procs]
+        found = [results.get(timeout=900) for _ in procs]
         for proc in procs:
             proc.join()
+        failed = [r["error"] for r in found if "error" in r]
+        if failed:
+            report.errors.append(f"packed {n} x {v.label}: {failed}")
+            log(f"  {n} trial(s): FAILED {failed}")
+            continue
         total = sum(w.batch / (r["ms_per_iter"] / 1e3) for r in found)
         slowest = max(r["ms_per_iter"] for r in found)
         peaks = [r["peak_mib"] for r in found]
