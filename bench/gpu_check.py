@@ -486,11 +486,24 @@ def check_bf16_and_sync(device: torch.device) -> list[dict[str, Any]]:
     results = []
     w = Workload("check", "transfer_vgg_snn", 0.25, 4, 8, 48, 10)
     batch = make_batch(w, device, seed=3)
-    for memory_format in ("contiguous", "channels_last"):
+    setups = [
+        ("contiguous", "fused", False),
+        ("channels_last", "fused", False),
+        ("channels_last", "triton", True),  # Triton neurons, BN in the kernel, 1-byte spikes
+    ]
+    for memory_format, backend, lean in setups:
+        if runnable(Variant("m", backend, memory_format, "fp32"), device):
+            continue
         for precision in ("fp32", "bf16"):
             torch.manual_seed(0)
             model = create_model(
-                w.model, num_classes=w.classes, T=w.T, width=w.width, memory_format=memory_format
+                w.model,
+                num_classes=w.classes,
+                T=w.T,
+                width=w.width,
+                memory_format=memory_format,
+                neuron_backend=backend,
+                lean_spikes=lean,
             )
             step = TrainStep(model.to(device), precision, device)
             for _ in range(2):
@@ -498,7 +511,7 @@ def check_bf16_and_sync(device: torch.device) -> list[dict[str, Any]]:
             finite = bool(torch.isfinite(loss)) and all(
                 bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None
             )
-            label = f"m/fused/{memory_format}/{precision}"
+            label = f"m/{backend}/{memory_format}{'/lean' if lean else ''}/{precision}"
             results.append(
                 {"name": f"training step finite ({label})", "ok": finite, "detail": f"loss {float(loss):.4f}"}
             )
