@@ -63,7 +63,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 import torch  # noqa: E402
 
-from engine.compile_boundary import install as install_boundaries  # noqa: E402
 from engine.config import RunConfig  # noqa: E402
 from engine.losses import LossSettings, compute_loss  # noqa: E402
 from engine.models import create_model  # noqa: E402
@@ -71,7 +70,7 @@ from engine.neurons import create_neuron  # noqa: E402
 from engine.sliding import replace_static  # noqa: E402
 from engine.static_channel import static_stream  # noqa: E402
 from engine.surrogates import SURROGATES  # noqa: E402
-from engine.training.compile import compile_blocks  # noqa: E402
+from engine.training.compile import compile_blocks, compile_function  # noqa: E402
 from engine.triton_neurons import triton_importable  # noqa: E402
 
 
@@ -215,10 +214,9 @@ class TrainStep:
         self.objective = self._objective
         if compile_mode == "blocks":
             compile_blocks(model)
-        elif compile_mode in ("step", "graphs"):  # as engine.training.compile, ± CUDA graphs
-            install_boundaries()
+        elif compile_mode in ("step", "graphs"):  # train.compile: step, ± CUDA graphs
             mode = "reduce-overhead" if compile_mode == "graphs" else None
-            self.objective = torch.compile(self._objective, dynamic=False, mode=mode)
+            self.objective = compile_function(self._objective, mode=mode)
 
     def _objective(self, static: torch.Tensor, frames: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
@@ -292,6 +290,40 @@ def check_neurons(device: torch.device) -> dict[str, Any]:
     }
 
 
+def against_reference(
+    reference: torch.nn.Module, fast: torch.nn.Module, device: torch.device
+) -> tuple[float, float, float, bool]:
+    """One float64 training step of both models on the same batch → relative errors of ``fast``'s
+    outputs, gradients and BatchNorm state against ``reference``'s, and whether the counters agree."""
+    reference.to(device)
+    fast.to(device)
+    size = reference.input_size
+    g = torch.Generator(device=device).manual_seed(1)
+    static = static_stream(torch.rand(4, size, size, device=device, dtype=torch.float64, generator=g), 3)
+    event = torch.poisson(torch.full((4, 3, 2, size, size), 0.5, device=device, dtype=torch.float64), g)
+    labels = torch.arange(4, device=device) % 5
+    outs = []
+    for model in (reference, fast):
+        out = model(static, event)
+        compute_loss(out, labels, model.alpha()).total.backward()
+        outs.append([out.feat_static, out.feat_event, out.logits_static, out.logits_event])
+    rel = lambda a, b: max_diff(a, b) / max(float(b.double().abs().max()), 1e-30)  # noqa: E731
+    out_err = max(rel(a, b) for a, b in zip(outs[1], outs[0], strict=True))
+    grad_err = max(
+        rel(a.grad, b.grad) for a, b in zip(fast.parameters(), reference.parameters(), strict=True)
+    )
+    ref_state = reference.state_dict()
+    state_err = max(
+        rel(v.double(), ref_state[k].double()) for k, v in fast.state_dict().items() if v.is_floating_point()
+    )
+    counts_equal = all(
+        torch.equal(v, ref_state[k])
+        for k, v in fast.state_dict().items()
+        if k.endswith("num_batches_tracked")
+    )
+    return out_err, grad_err, state_err, counts_equal
+
+
 def check_models(device: torch.device) -> list[dict[str, Any]]:
     results = []
     kw = dict(num_classes=5, T=3, width=0.125)
@@ -311,37 +343,7 @@ def check_models(device: torch.device) -> list[dict[str, Any]]:
                 name, step_mode="m", memory_format=memory_format, recompute=recompute, **kw
             ).double()
             fast.load_state_dict(reference.state_dict())
-            reference.to(device)
-            fast.to(device)
-            size = reference.input_size
-            g = torch.Generator(device=device).manual_seed(1)
-            static = torch.rand(4, size, size, device=device, dtype=torch.float64, generator=g)
-            static = static_stream(static, 3)
-            event = torch.poisson(
-                torch.full((4, 3, 2, size, size), 0.5, device=device, dtype=torch.float64), g
-            )
-            labels = torch.arange(4, device=device) % 5
-            outs = []
-            for model in (reference, fast):
-                out = model(static, event)
-                compute_loss(out, labels, model.alpha()).total.backward()
-                outs.append([out.feat_static, out.feat_event, out.logits_static, out.logits_event])
-            rel = lambda a, b: max_diff(a, b) / max(float(b.double().abs().max()), 1e-30)  # noqa: E731
-            out_err = max(rel(a, b) for a, b in zip(outs[1], outs[0], strict=True))
-            grad_err = max(
-                rel(a.grad, b.grad) for a, b in zip(fast.parameters(), reference.parameters(), strict=True)
-            )
-            ref_state = reference.state_dict()
-            state_err = max(
-                rel(v.double(), ref_state[k].double())
-                for k, v in fast.state_dict().items()
-                if v.is_floating_point()
-            )
-            counts_equal = all(
-                torch.equal(v, ref_state[k])
-                for k, v in fast.state_dict().items()
-                if k.endswith("num_batches_tracked")
-            )
+            out_err, grad_err, state_err, counts_equal = against_reference(reference, fast, device)
             layout = memory_format + ("/recompute" if recompute else "")
             results.append(
                 {
@@ -448,29 +450,10 @@ def check_fast_models(device: torch.device) -> list[dict[str, Any]]:
             reference = create_model(name, step_mode="s", neuron_backend="autograd", **kw).double()
             fast = create_model(name, neuron_backend=backend, lean_spikes=lean, **kw).double()
             fast.load_state_dict(reference.state_dict())
-            reference.to(device)
             fast.to(device)
             if compiled:
                 compile_blocks(fast)
-            size = reference.input_size
-            g = torch.Generator(device=device).manual_seed(1)
-            static = static_stream(
-                torch.rand(4, size, size, device=device, dtype=torch.float64, generator=g), 3
-            )
-            event = torch.poisson(
-                torch.full((4, 3, 2, size, size), 0.5, device=device, dtype=torch.float64), g
-            )
-            labels = torch.arange(4, device=device) % 5
-            outs = []
-            for model in (reference, fast):
-                out = model(static, event)
-                compute_loss(out, labels, model.alpha()).total.backward()
-                outs.append([out.feat_static, out.feat_event, out.logits_static, out.logits_event])
-            rel = lambda a, b: max_diff(a, b) / max(float(b.double().abs().max()), 1e-30)  # noqa: E731
-            out_err = max(rel(a, b) for a, b in zip(outs[1], outs[0], strict=True))
-            grad_err = max(
-                rel(a.grad, b.grad) for a, b in zip(fast.parameters(), reference.parameters(), strict=True)
-            )
+            out_err, grad_err, _, _ = against_reference(reference, fast, device)
             label = f"m/{backend}/cl{'/lean' if lean else ''}{'/cb' if compiled else ''}"
             results.append(
                 {

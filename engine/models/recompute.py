@@ -50,9 +50,8 @@ class _NormSpike(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         y, stats = bn.per_step_forward(x, keep_stats=True)
         assert stats is not None
-        forward_loop, ctx.backward_loop = loops_for(dynamics, y)
-        ctx.forward_loop = forward_loop
-        spikes, v, _, _ = forward_loop(y, v0, k, dynamics, keep_h=False, keep_diff=False)
+        ctx.forward_loop, ctx.backward_loop = loops_for(dynamics, y)
+        spikes, v, _, _ = ctx.forward_loop(y, v0, k, dynamics, keep_h=False, keep_diff=False)
         ctx.bn, ctx.dynamics, ctx.has_v0, ctx.calls = bn, dynamics, v0 is not None, len(stats)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, k, v0, *(t for pair in stats for t in pair))
@@ -83,30 +82,31 @@ class _NormSpike(torch.autograd.Function):
         )
 
 
-def _applies(bn: nn.Module, node: BaseNeuron, x: Tensor) -> bool:
+def _fused_block(bn: nn.Module, node: BaseNeuron, x: Tensor) -> bool:
+    """A multi-step BatchNorm → spiking neuron whose time loop runs as one node (fused or Triton)."""
     return (
-        getattr(bn, "recompute", False)
-        and isinstance(bn, BatchNorm2d)
+        isinstance(bn, BatchNorm2d)
         and bn.step_mode == "m"
         and node.step_mode == "m"
-        and bn.training
         and node.backend in FUSED_BACKENDS
         and node.spiking
         and isinstance(node.surrogate, Surrogate)
-        and torch.is_grad_enabled()
         and x.dim() == 5
+    )
+
+
+def _applies(bn: nn.Module, node: BaseNeuron, x: Tensor) -> bool:
+    return (
+        getattr(bn, "recompute", False)
+        and _fused_block(bn, node, x)
+        and bn.training
+        and torch.is_grad_enabled()
     )
 
 
 def _fuses_norm(bn: nn.Module, node: BaseNeuron, x: Tensor) -> bool:
     """Whether ``node(bn(x))`` runs as one Triton kernel (``engine.models.norm_fire``)."""
-    if (
-        node.backend != "triton"
-        or not isinstance(bn, BatchNorm2d)
-        or not isinstance(node.surrogate, Surrogate)
-    ):
-        return False
-    if bn.step_mode != "m" or node.step_mode != "m" or not node.spiking or x.dim() != 5:
+    if node.backend != "triton" or not _fused_block(bn, node, x):
         return False
     from engine.triton_neurons import can_run  # noqa: PLC0415 — only for Triton neurons
 

@@ -38,9 +38,10 @@ def compile_blocks(model: nn.Module) -> nn.Module:
     return model
 
 
-def compile_function(fn: F) -> F:
-    """``torch.compile(fn)`` with the neuron boundaries in place."""
+def compile_function(fn: F, mode: str | None = None) -> F:
+    """``torch.compile(fn)`` with the neuron boundaries in place; ``mode`` is torch.compile's
+    (``bench/gpu_check.py`` times ``"reduce-overhead"``, CUDA graphs, as a variant of its own)."""
     import torch  # noqa: PLC0415
 
     install()
-    return torch.compile(fn, dynamic=False)  # type: ignore[return-value]
+    return torch.compile(fn, dynamic=False, mode=mode)  # type: ignore[return-value]
